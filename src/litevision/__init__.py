@@ -1,0 +1,23 @@
+"""litevision: lightweight image classification models, plug-in modules and the tools to compare,
+benchmark and export them."""
+
+from litevision.bench.complexity import Complexity, count_complexity, register_macs_formula
+from litevision.layers.fuse import fuse_model
+from litevision.models import create_model, get_model_card, list_models, load_checkpoint
+from litevision.modules import create_module, get_module_card, list_modules
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Complexity",
+    "count_complexity",
+    "create_model",
+    "create_module",
+    "fuse_model",
+    "get_model_card",
+    "get_module_card",
+    "list_models",
+    "list_modules",
+    "load_checkpoint",
+    "register_macs_formula",
+]

@@ -1,0 +1,43 @@
+"""Measured params/MACs of registered models next to their papers' figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from litevision.bench.complexity import count_complexity
+from litevision.layers.fuse import fuse_model
+from litevision.models import create_model, get_model_card
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    name: str
+    input_size: tuple[int, int, int]
+    params_m: float
+    macs_g: float
+    paper_params_m: float | None
+    paper_macs_g: float | None
+    paper_top1: float | None
+
+    @property
+    def params_diff_pct(self) -> float | None:
+        return _pct(self.params_m, self.paper_params_m)
+
+    @property
+    def macs_diff_pct(self) -> float | None:
+        return _pct(self.macs_g, self.paper_macs_g)
+
+
+def _pct(ours: float, paper: float | None) -> float | None:
+    return None if not paper else 100.0 * (ours - paper) / paper
+
+
+def measure_model(name: str) -> ModelRow:
+    """Params and MACs at the card's input size (1000 classes); params after fusion if the paper does so."""
+    card = get_model_card(name)
+    model = create_model(name, num_classes=card.extra.get("paper_num_classes", 1000), in_chans=card.input_size[0])
+    if card.params_fused:
+        fuse_model(model)
+    c = count_complexity(model, card.input_size)
+    return ModelRow(name, card.input_size, c.params / 1e6, c.macs / 1e9, card.paper_params_m, card.paper_macs_g,
+                    card.paper_top1)

@@ -1,0 +1,128 @@
+"""MobileNetV2 (Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks", CVPR 2018).
+
+https://arxiv.org/abs/1801.04381 — seed 001. Width multiplier α scales every layer's channels with the
+papers' rounding to multiples of 8 (as torchvision/timm); the last 1x1 conv keeps 1280 channels for
+α < 1. Weights of torchvision ``mobilenet_v2`` and timm ``mobilenetv2_100`` load directly (same tensors
+in the same order); only α = 1.0 has such references.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+from torch import nn
+
+from litevision.layers import ClassifierHead, ConvNormAct, InvertedResidual, drop_path_rates, make_divisible
+from litevision.models._builder import register_model
+from litevision.models._card import ModelCard
+from litevision.models._contract import LiteModel, feature
+
+
+@dataclass(frozen=True)
+class BlockRow:
+    """One row of the paper's Table 2: ``repeats`` blocks with expansion ``exp_ratio`` and ``out_chs``."""
+
+    exp_ratio: int
+    out_chs: int
+    repeats: int
+    stride: int
+
+
+PAPER_ROWS = (
+    BlockRow(1, 16, 1, 1),
+    BlockRow(6, 24, 2, 2),
+    BlockRow(6, 32, 3, 2),
+    BlockRow(6, 64, 4, 2),
+    BlockRow(6, 96, 3, 1),
+    BlockRow(6, 160, 3, 2),
+    BlockRow(6, 320, 1, 1),
+)
+
+
+@dataclass(frozen=True)
+class MobileNetV2Cfg:
+    width_mult: float = 1.0
+    rows: tuple[BlockRow, ...] = PAPER_ROWS
+    stem_chs: int = 32
+    head_chs: int = 1280
+
+
+class MobileNetV2(LiteModel):
+    def __init__(
+        self,
+        cfg: MobileNetV2Cfg,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.2,
+        drop_path_rate: float = 0.0,
+        act_layer: str = "relu6",
+    ) -> None:
+        super().__init__()
+        self.num_classes, self.in_chans, self.drop_rate = num_classes, in_chans, drop_rate
+        chs = lambda c: make_divisible(c * cfg.width_mult, 8)  # noqa: E731
+        in_chs = chs(cfg.stem_chs)
+        self.stem = ConvNormAct(in_chans, in_chs, 3, stride=2, act_layer=act_layer)
+        # group rows into one stage per output stride, so feature_info has one entry per reduction
+        dprs = iter(sum(drop_path_rates(drop_path_rate, [r.repeats for r in cfg.rows]), []))
+        stages: list[list[nn.Module]] = [[]]
+        self.feature_info, reduction = [], 2
+        for i, row in enumerate(cfg.rows):
+            if row.stride > 1 and stages[-1]:
+                self.feature_info.append(feature(in_chs, reduction, f"stages.{len(stages) - 1}"))
+                stages.append([])
+            reduction *= row.stride
+            out_chs = chs(row.out_chs)
+            for j in range(row.repeats):
+                stages[-1].append(InvertedResidual(
+                    in_chs, out_chs, in_chs * row.exp_ratio, 3, row.stride if j == 0 else 1, act_layer=act_layer,
+                    drop_path_rate=next(dprs)))
+                in_chs = out_chs
+            if i == len(cfg.rows) - 1:
+                self.feature_info.append(feature(in_chs, reduction, f"stages.{len(stages) - 1}"))
+        self.stages = nn.Sequential(*[nn.Sequential(*s) for s in stages])
+        head_chs = make_divisible(cfg.head_chs * max(1.0, cfg.width_mult), 8)
+        self.neck = ConvNormAct(in_chs, head_chs, 1, act_layer=act_layer)
+        self.num_features = head_chs
+        self.head = ClassifierHead(head_chs, num_classes, drop_rate=drop_rate)
+        _init_weights(self)
+
+
+def _init_weights(model: nn.Module) -> None:
+    """torchvision's MobileNet initialisation (kaiming fan-out convs, N(0, 0.01) classifier)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
+def _create(cfg: MobileNetV2Cfg, **kwargs) -> MobileNetV2:
+    return MobileNetV2(cfg, **kwargs)
+
+
+# (width multiplier, paper params M, paper MACs G, paper top-1) — paper Table 6 / released checkpoints
+VARIANTS: dict[str, tuple[float, float, float, float]] = {
+    "mobilenetv2_035": (0.35, 1.66, 0.059, 60.3),
+    "mobilenetv2_050": (0.50, 1.95, 0.097, 65.4),
+    "mobilenetv2_075": (0.75, 2.61, 0.209, 69.8),
+    "mobilenetv2_100": (1.00, 3.50, 0.300, 72.0),
+    "mobilenetv2_140": (1.40, 6.11, 0.585, 74.7),
+}
+
+for _name, (_alpha, _params, _macs, _top1) in VARIANTS.items():
+    register_model(_name, partial(_create, MobileNetV2Cfg(width_mult=_alpha)), ModelCard(
+        family="mobilenetv2",
+        paper="MobileNetV2: Inverted Residuals and Linear Bottlenecks",
+        paper_url="https://arxiv.org/abs/1801.04381",
+        venue="CVPR 2018",
+        paper_params_m=_params, paper_macs_g=_macs, paper_top1=_top1,
+        reference=("torchvision:mobilenet_v2", "timm:mobilenetv2_100") if _alpha == 1.0 else (),
+        notes="paper params column rounds 3.47M to 3.4M; the released checkpoints' counts are used",
+    ))

@@ -1,0 +1,5 @@
+"""Special operators: plain-PyTorch references, accelerated kernels loaded lazily, and dispatchers."""
+
+from litevision.ops.channel_shuffle import channel_shuffle
+
+__all__ = ["channel_shuffle"]
