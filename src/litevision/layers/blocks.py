@@ -32,7 +32,8 @@ class DepthwiseSeparableConv(nn.Module):
     ) -> None:
         super().__init__()
         self.has_skip = skip and stride == 1 and in_chs == out_chs
-        self.conv_dw = ConvNormAct(in_chs, in_chs, kernel_size, stride, groups=in_chs, act_layer=act_layer, bn_eps=bn_eps)
+        self.conv_dw = ConvNormAct(in_chs, in_chs, kernel_size, stride, groups=in_chs, act_layer=act_layer,
+                                   bn_eps=bn_eps)
         self.se = se_layer(in_chs, in_chs) if se_layer else nn.Identity()
         self.conv_pw = ConvNormAct(in_chs, out_chs, 1, act_layer=act_layer if pw_act else None, bn_eps=bn_eps)
         self.drop_path = DropPath(drop_path_rate) if self.has_skip and drop_path_rate > 0 else nn.Identity()
