@@ -20,6 +20,15 @@ from torch import nn
 from litevision.registry import Registry
 
 Category = Literal["channel", "spatial", "hybrid", "token_mixer", "conv"]
+CATEGORIES: tuple[str, ...] = ("channel", "spatial", "hybrid", "token_mixer", "conv")
+Adapter = Literal["token", "channels_last", "time_series"]
+ADAPTERS: tuple[str, ...] = ("token", "channels_last", "time_series")
+EXPORT_FORMATS: tuple[str, ...] = ("onnx", "torchscript", "torch.export")
+
+# Reference shape of the measured ``ref_params`` / ``ref_macs`` and of ``litevision modules``: one
+# (64, 56, 56) feature map, the size of a ResNet stage-1 output.
+REF_CHANNELS = 64
+REF_SIZE = (56, 56)
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,14 @@ class ModuleCard:
     attention); the module raises a clear ``ValueError`` otherwise. ``dynamic_size``: one exported graph
     works at any input size (else the ONNX export is valid at the export size only).
     ``deviations_fixed``: where the seed code deviated from the paper and what we do instead.
+    ``category``: ``channel`` / ``spatial`` / ``hybrid`` gates, ``token_mixer`` (attention or MLP mixing
+    positions), ``conv`` (convolution replacement). ``adapter``: ``token`` (the paper's module works on
+    (N, L, C) tokens), ``channels_last`` ((N, H, W, C)) or ``time_series`` ((N, C, T) sequences: each image
+    row is one sequence), see ``modules/_adapters.py``; ``None`` for native NCHW modules.
+    ``export``: formats checked by the contract test (``onnx``, ``torchscript``, ``torch.export``).
+    ``ref_params`` / ``ref_macs``: measured for ``create_module(name, 64)`` on one 64x56x56 map
+    (``litevision modules`` prints them; the metadata test checks they still match the code).
+    ``paper_url``: arXiv / proceedings link.
     """
 
     paper: str
@@ -46,6 +63,9 @@ class ModuleCard:
     deviations_fixed: tuple[str, ...] = ()
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    paper_url: str = ""
+    ref_params: int | None = None
+    ref_macs: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

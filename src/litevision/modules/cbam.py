@@ -42,6 +42,7 @@ class SpatialAttention(nn.Module):
 @register_module("cbam", ModuleCard(
     paper="CBAM: Convolutional Block Attention Module", venue="ECCV", year=2018, category="hybrid",
     seed_section=2, constraints="channels * rd_ratio >= 1",
+    paper_url="https://arxiv.org/abs/1807.06521", ref_params=612, ref_macs=308352,
     notes="spatial branch has BatchNorm after the 7x7 conv as in the authors' code (and timm's CbamModule)",
 ))
 class CBAM(nn.Module):

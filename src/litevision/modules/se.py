@@ -8,7 +8,8 @@ from litevision.modules._registry import ModuleCard, register_module
 
 @register_module("se", ModuleCard(
     paper="Squeeze-and-Excitation Networks", venue="CVPR", year=2018, category="channel", seed_section=1,
-    constraints="channels * rd_ratio >= 1",
+    constraints="channels * rd_ratio >= 1", paper_url="https://arxiv.org/abs/1709.01507",
+    ref_params=580, ref_macs=512,
 ))
 class SEModule(SqueezeExcite):
     """Channel gate: GAP -> FC(C -> C/r) -> ReLU -> FC(C/r -> C) -> sigmoid -> x * gate (r = 16)."""
