@@ -1,1 +1,27 @@
-"""litevision.export"""
+"""Deployment: ONNX (fp32, static INT8) and TorchScript export, operator-domain checks and parity checks."""
+
+from litevision.export.api import FORMATS, ExportResult, export_model
+from litevision.export.errors import ExportError
+from litevision.export.images import load_images
+from litevision.export.onnx import check_standard_ops, export_onnx, operator_domains, ort_session
+from litevision.export.quantize import quantize_int8, se_gate_nodes
+from litevision.export.torchscript import export_torchscript, load_torchscript
+from litevision.export.verify import ParityCheck, check_parity
+
+__all__ = [
+    "FORMATS",
+    "ExportError",
+    "ExportResult",
+    "ParityCheck",
+    "check_parity",
+    "check_standard_ops",
+    "export_model",
+    "export_onnx",
+    "export_torchscript",
+    "load_images",
+    "load_torchscript",
+    "operator_domains",
+    "ort_session",
+    "quantize_int8",
+    "se_gate_nodes",
+]

@@ -1,0 +1,187 @@
+"""``export_model``: build (or load) a model, fuse it for deploy, export it and verify the export.
+
+Formats: ``onnx`` (fp32), ``onnx-int8`` (static QDQ INT8, calibrated on real images; the fp32 ONNX file
+is written as well) and ``torchscript``. Every export is checked against the *unfused* eager model on
+random inputs and real images at batch 1 and batch > 1 (and at a second input size when the ONNX graph
+is dynamic in H/W); a failed check raises :class:`ExportError` after the report is written.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from litevision.errors import UserError
+from litevision.export.errors import ExportError
+from litevision.export.images import load_images
+from litevision.export.onnx import DEFAULT_OPSET, export_onnx, ort_session
+from litevision.export.quantize import quantize_int8
+from litevision.export.torchscript import export_torchscript, load_torchscript
+from litevision.export.verify import ParityCheck, check_parity, format_checks, module_runner, onnx_runner
+from litevision.layers.fuse import fuse_model
+from litevision.models._peers import DataConfig, create_any_model, resolve_data_config
+
+FORMATS = ("onnx", "onnx-int8", "torchscript")
+
+
+@dataclass
+class ExportResult:
+    model: str
+    format: str
+    path: Path
+    input_size: tuple[int, int, int]
+    num_classes: int
+    files: list[Path] = field(default_factory=list)
+    checks: list[ParityCheck] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(path=str(self.path), files=[str(f) for f in self.files], passed=self.passed)
+        return d
+
+    def summary(self) -> str:
+        head = f"{self.model} -> {self.path} ({self.format}, input {'x'.join(map(str, self.input_size))})"
+        lines = [head, format_checks(self.checks)] + [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def export_model(
+    model_spec: str,
+    fmt: str,
+    output_dir: str | os.PathLike[str],
+    *,
+    checkpoint: str | os.PathLike[str] | None = None,
+    num_classes: int = 1000,
+    in_chans: int | None = None,
+    input_size: tuple[int, int] | tuple[int, int, int] | None = None,
+    model: nn.Module | None = None,
+    images: str | os.PathLike[str] | None = None,
+    num_images: int = 16,
+    calibration_images: int = 64,
+    verify_batch: int = 4,
+    opset: int = DEFAULT_OPSET,
+    exporter: str = "dynamo",
+    min_agreement: float = 0.9,
+    keep_se_float: bool = True,
+) -> ExportResult:
+    """Export ``model_spec`` (a litevision name, ``timm:<name>`` or ``tv:<name>``) as ``fmt`` into ``output_dir``.
+
+    ``model`` may pass an already-built (e.g. trained) model instead of building one from ``model_spec``.
+    ``images``: folder or dataset used for calibration and the real-image parity checks (default: the
+    bundled Fashion-MNIST subset). ``input_size``: (H, W) or (C, H, W); default the model card's.
+    """
+    if fmt not in FORMATS:
+        raise UserError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if verify_batch < 2:
+        raise UserError("--verify-batch must be at least 2 (batch 1 is always checked too)")
+    cfg = _data_config(model_spec, in_chans, input_size)
+    if model is None:
+        model = create_any_model(model_spec, num_classes=num_classes, in_chans=cfg.input_size[0],
+                                 checkpoint_path=checkpoint)
+    reference = copy.deepcopy(model).eval()
+    deploy = fuse_model(model)
+    out_dir = Path(output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = str(model_spec).replace(":", "_").replace("/", "_")
+    result = ExportResult(model_spec, fmt, out_dir, cfg.input_size, _num_classes(reference, cfg))
+    inputs, real = _parity_inputs(cfg, images, num_images, result.notes, need_images=fmt == "onnx-int8")
+
+    if fmt == "torchscript":
+        result.path = export_torchscript(deploy, out_dir / f"{stem}.torchscript.pt", input_size=cfg.input_size)
+        exported = module_runner(load_torchscript(result.path))
+        _add_second_size(inputs, cfg, reference, result.notes)
+    else:
+        onnx_info = export_onnx(deploy, out_dir / f"{stem}.onnx", input_size=cfg.input_size, opset=opset,
+                                exporter=exporter)
+        result.files.append(onnx_info.path)
+        result.notes += onnx_info.notes
+        result.details.update(opset=onnx_info.opset, exporter=onnx_info.exporter, domains=onnx_info.domains,
+                              dynamic_batch=onnx_info.dynamic_batch, dynamic_hw=onnx_info.dynamic_hw)
+        if onnx_info.dynamic_hw:
+            _add_second_size(inputs, cfg, reference, result.notes)
+        result.path = onnx_info.path
+        if fmt == "onnx-int8":
+            calib = load_images(images, count=calibration_images, input_size=cfg.input_size, mean=cfg.mean,
+                                std=cfg.std)
+            q = quantize_int8(onnx_info.path, out_dir / f"{stem}_int8.onnx", calib, keep_se_float=keep_se_float)
+            from litevision.export.onnx import check_standard_ops
+
+            result.details.update(domains=check_standard_ops(q.path), calibration_images=q.calibration_images,
+                                  float_nodes=q.excluded_nodes, quantized_op_types=q.quantized_op_types)
+            result.path = q.path
+        exported = onnx_runner(ort_session(result.path))
+    if result.path not in result.files:
+        result.files.append(result.path)
+    result.checks = check_parity(fmt, module_runner(reference), exported, inputs, batch_size=verify_batch,
+                                 quantized=fmt == "onnx-int8", min_agreement=min_agreement)
+    result.details["real_images"] = real
+    report = out_dir / f"{stem}.{fmt}.export.json"
+    report.write_text(json.dumps(result.to_dict(), indent=2, default=str))
+    result.files.append(report)
+    if not result.passed:
+        failed = format_checks(result.checks)
+        raise ExportError(f"export of {model_spec} as {fmt} does not match eager PyTorch:\n{failed}")
+    return result
+
+
+def _data_config(spec: str, in_chans: int | None, input_size: tuple[int, ...] | None) -> DataConfig:
+    if input_size is not None and len(input_size) not in (2, 3):
+        raise UserError(f"input size must be H W or C H W, got {input_size}")
+    base = resolve_data_config(spec)
+    if input_size is None:
+        size = base.input_size
+    elif len(input_size) == 2:
+        size = (base.input_size[0], *input_size)
+    else:
+        size = tuple(input_size)
+    if in_chans is not None:
+        if len(input_size or ()) == 3 and input_size[0] != in_chans:
+            raise UserError(f"--in-chans {in_chans} contradicts --input-size {input_size}")
+        size = (in_chans, *size[1:])
+    return resolve_data_config(spec, tuple(size))
+
+
+def _num_classes(model: nn.Module, cfg: DataConfig) -> int:
+    with torch.no_grad():
+        return int(model(torch.zeros(1, *cfg.input_size)).shape[-1])
+
+
+def _parity_inputs(cfg: DataConfig, images: str | os.PathLike[str] | None, count: int, notes: list[str],
+                   *, need_images: bool) -> tuple[dict[str, torch.Tensor], str]:
+    gen = torch.Generator().manual_seed(0)
+    inputs = {"random": torch.randn(4, *cfg.input_size, generator=gen)}
+    try:
+        inputs["images"] = load_images(images, count=count, input_size=cfg.input_size, mean=cfg.mean, std=cfg.std)
+        real = str(images or "bundled")
+    except UserError as e:
+        if need_images or images is not None:
+            raise
+        notes.append(f"no real images for the parity check ({e}); random inputs only")
+        real = ""
+    return inputs, real
+
+
+def _add_second_size(inputs: dict[str, torch.Tensor], cfg: DataConfig, reference: nn.Module, notes: list[str]) -> None:
+    """Random inputs at another, non-square size: a dynamic-H/W graph must be right there too."""
+    c, h, w = cfg.input_size
+    h2, w2 = h + 32, w + 64
+    x = torch.randn(2, c, h2, w2, generator=torch.Generator().manual_seed(1))
+    try:
+        with torch.no_grad():
+            reference(x)
+    except Exception as e:  # the model itself does not take this size: nothing to compare
+        notes.append(f"second input size {h2}x{w2} not checked: the eager model fails there ({type(e).__name__})")
+        return
+    inputs[f"random@{h2}x{w2}"] = x

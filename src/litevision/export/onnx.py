@@ -1,0 +1,183 @@
+"""ONNX export with a dynamic batch (and H/W where the model allows) and a standard-operator check.
+
+The default exporter is ``torch.export``-based (``dynamo=True``, the default since torch 2.9). Height and
+width are declared ``Dim.AUTO``: torch.export keeps them symbolic unless the model's code pins them
+(e.g. a reshape to a fixed token count), in which case the graph is static in H/W and
+:attr:`OnnxExport.dynamic_hw` says so. ``exporter="legacy"`` uses the TorchScript-based exporter, which
+is ~10x faster to run but may bake shapes into the graph (parity checks at two batch sizes catch that).
+
+"Standard operators" means every node, including those inside subgraphs and local functions, belongs
+to the ONNX domains ``""`` / ``ai.onnx`` / ``ai.onnx.ml``; INT8 models may additionally be allowed
+``com.microsoft`` (only used by onnxruntime's quantizer for types the standard ops lack; our INT8 path
+does not need it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from litevision.errors import UserError
+from litevision.export.errors import ExportError
+
+STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
+MIN_OPSET = 17
+DEFAULT_OPSET = 18
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+EXPORTERS = ("dynamo", "legacy")
+
+
+@dataclass
+class OnnxExport:
+    path: Path
+    opset: int
+    exporter: str
+    dynamic_batch: bool
+    dynamic_hw: bool
+    domains: dict[str, list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    input_size: tuple[int, int, int],
+    opset: int = DEFAULT_OPSET,
+    exporter: str = "dynamo",
+    dynamic_hw: bool = True,
+) -> OnnxExport:
+    """Export ``model`` (already in eval mode, fused if wanted) to ``path`` and check its operator domains.
+
+    The example input has batch 2 (torch.export specializes a dimension of size 1). Raises
+    :class:`ExportError` if the graph uses operators outside the standard domains.
+    """
+    if opset < MIN_OPSET:
+        raise UserError(f"opset {opset} is too old: use {MIN_OPSET} or newer")
+    if exporter not in EXPORTERS:
+        raise UserError(f"unknown exporter {exporter!r}; choose from {', '.join(EXPORTERS)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.randn(2, *input_size)
+    model.eval()
+    notes: list[str] = []
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            _export_dynamo(model, example, path, opset, dynamic_hw, notes)
+        else:
+            _export_legacy(model, example, path, opset, dynamic_hw)
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    is_dynamic = [bool(d.dim_param) or not d.HasField("dim_value") for d in dims]
+    result = OnnxExport(
+        path=path, opset=_opset_of(proto), exporter=exporter, dynamic_batch=is_dynamic[0],
+        dynamic_hw=len(is_dynamic) == 4 and is_dynamic[2] and is_dynamic[3], notes=notes,
+    )
+    if dynamic_hw and not result.dynamic_hw:
+        notes.append("the model fixes its input height/width: the graph is static in H and W")
+    result.domains = check_standard_ops(proto)
+    return result
+
+
+def _export_dynamo(model: nn.Module, example: torch.Tensor, path: Path, opset: int, dynamic_hw: bool,
+                   notes: list[str]) -> None:
+    from torch.export import Dim
+
+    batch = Dim("batch", min=1, max=65536)
+    shapes = {0: batch, 2: Dim.AUTO, 3: Dim.AUTO} if dynamic_hw else {0: batch}
+    try:
+        program = torch.onnx.export(model, (example,), None, dynamo=True, opset_version=opset, verbose=False,
+                                    dynamic_shapes=(shapes,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
+    except Exception as e:  # torch.export refuses the graph: say why instead of a 100-line trace
+        raise ExportError(f"torch.onnx.export (dynamo) failed: {type(e).__name__}: {_first_line(e)}") from e
+    program.save(str(path), external_data=False)
+
+
+def _export_legacy(model: nn.Module, example: torch.Tensor, path: Path, opset: int, dynamic_hw: bool) -> None:
+    axes = {0: "batch", 2: "height", 3: "width"} if dynamic_hw else {0: "batch"}
+    try:
+        torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=opset,
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: {0: "batch"}})
+    except Exception as e:
+        raise ExportError(f"torch.onnx.export (legacy) failed: {type(e).__name__}: {_first_line(e)}") from e
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _opset_of(proto: object) -> int:
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)  # type: ignore[attr-defined]
+
+
+def operator_domains(proto: object) -> dict[str, list[str]]:
+    """``{domain: sorted op types}`` over the graph, its subgraphs and its local functions (inlined)."""
+    import onnx
+    import onnx.inliner
+
+    if proto.functions:  # type: ignore[attr-defined]
+        proto = onnx.inliner.inline_local_functions(proto)
+    found: dict[str, set[str]] = defaultdict(set)
+    for node in _walk_nodes(proto.graph.node):  # type: ignore[attr-defined]
+        found[node.domain].add(node.op_type)
+    return {d: sorted(ops) for d, ops in sorted(found.items())}
+
+
+def _walk_nodes(nodes: Iterable) -> Iterable:
+    import onnx
+
+    for node in nodes:
+        yield node
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _walk_nodes(attr.g.node)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    yield from _walk_nodes(g.node)
+
+
+def check_standard_ops(model: object, *, allow_domains: Iterable[str] = ()) -> dict[str, list[str]]:
+    """Raise :class:`ExportError` naming every node outside the standard domains (+ ``allow_domains``).
+
+    ``model`` is an ``onnx.ModelProto`` or a path. Returns the domain → op types map.
+    """
+    import onnx
+
+    proto = onnx.load(str(model), load_external_data=False) if isinstance(model, str | os.PathLike) else model
+    domains = operator_domains(proto)
+    allowed = STANDARD_DOMAINS | set(allow_domains)
+    custom = {d: ops for d, ops in domains.items() if d not in allowed}
+    if custom:
+        listing = "; ".join(f"{d}: {', '.join(ops)}" for d, ops in custom.items())
+        raise ExportError(f"the ONNX graph needs custom operators ({listing}); only standard ONNX domains deploy "
+                          "without a custom runtime")
+    return domains
+
+
+def ort_session(path: str | os.PathLike[str], *, threads: int | None = None) -> object:
+    """An onnxruntime CPU session with all graph optimizations and a fixed intra-op thread count."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.inter_op_num_threads = 1
+    if threads:
+        opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])

@@ -1,0 +1,126 @@
+"""Static INT8 quantization of an exported fp32 ONNX model with onnxruntime (QDQ format, per-channel).
+
+Pipeline: ``quant_pre_process`` (symbolic shape inference + graph optimization; the quantizer needs the
+shapes, and dynamo-exported graphs fail without it) → ``quantize_static`` with MinMax calibration on
+real images, uint8 activations, int8 per-channel weights, QDQ nodes (standard ``QuantizeLinear`` /
+``DequantizeLinear``; onnxruntime fuses them into integer kernels at load time).
+
+Squeeze-excite gates quantize badly: the gate's sigmoid/hard-sigmoid output multiplies a whole feature
+map, so an 8-bit gate error becomes a per-channel scale error everywhere downstream (MobileNetV3,
+EfficientNet). :func:`se_gate_nodes` finds those gate branches (global pooling → ... → Mul) and the
+default policy keeps them in float; they run on 1x1 tensors, so this costs no speed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from torch import Tensor
+
+POOL_OPS = frozenset({"GlobalAveragePool", "ReduceMean", "GlobalMaxPool", "ReduceMax"})
+GATE_OPS = frozenset({"Mul"})
+
+
+@dataclass
+class QuantizeResult:
+    path: Path
+    calibration_images: int
+    excluded_nodes: list[str] = field(default_factory=list)
+    quantized_op_types: list[str] = field(default_factory=list)
+
+
+def quantize_int8(
+    fp32_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    calibration: Tensor,
+    *,
+    per_channel: bool = True,
+    keep_se_float: bool = True,
+    exclude_nodes: Iterable[str] = (),
+    op_types: Iterable[str] | None = None,
+) -> QuantizeResult:
+    """Quantize ``fp32_path`` into ``out_path`` calibrated on ``calibration`` (N, C, H, W) images.
+
+    ``keep_se_float`` leaves squeeze-excite gate branches in float; ``exclude_nodes`` adds node names;
+    ``op_types`` restricts quantization to those ONNX op types (default: all that onnxruntime supports).
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(fp32_path), str(pre))
+        proto = onnx.load(str(pre))
+        excluded = set(exclude_nodes)
+        if keep_se_float:
+            excluded |= se_gate_nodes(proto)
+        input_name = proto.graph.input[0].name
+        samples = [calibration[i : i + 1].numpy().astype(np.float32) for i in range(calibration.shape[0])]
+
+        class Reader(CalibrationDataReader):
+            def __init__(self) -> None:
+                self._it = iter(samples)
+
+            def get_next(self) -> dict[str, np.ndarray] | None:
+                x = next(self._it, None)
+                return None if x is None else {input_name: x}
+
+        quantize_static(
+            str(pre), str(out_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            nodes_to_exclude=sorted(excluded) or None, op_types_to_quantize=list(op_types) if op_types else None,
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        )
+    quantized = onnx.load(str(out_path), load_external_data=False)
+    ops = _quantized_op_types(quantized)
+    return QuantizeResult(out_path, len(samples), sorted(excluded), ops)
+
+
+def se_gate_nodes(proto: object) -> set[str]:
+    """Names of nodes on squeeze-excite gate branches: from a global pooling forward to a gating ``Mul``.
+
+    A branch counts only if it ends in a ``Mul`` (the gate); a pooling that leads to the classifier is
+    left alone. The pooling and the ``Mul`` themselves stay quantizable.
+    """
+    graph = proto.graph  # type: ignore[attr-defined]
+    consumers: dict[str, list] = defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            consumers[name].append(node)
+    gate: set[str] = set()
+    for pool in (n for n in graph.node if n.op_type in POOL_OPS):
+        branch: list = []
+        reached_gate = False
+        frontier = [c for out in pool.output for c in consumers[out]]
+        seen: set[str] = set()
+        while frontier:
+            node = frontier.pop()
+            if node.name in seen:
+                continue
+            seen.add(node.name)
+            if node.op_type in GATE_OPS:
+                reached_gate = True
+                continue
+            branch.append(node)
+            if len(branch) > 16:  # not a gate: a whole network follows this pooling
+                break
+            frontier += [c for out in node.output for c in consumers[out]]
+        if reached_gate and len(branch) <= 16:
+            gate |= {n.name for n in branch}
+    return gate
+
+
+def _quantized_op_types(proto: object) -> list[str]:
+    """Op types that consume a DequantizeLinear output (i.e. run on quantized inputs)."""
+    graph = proto.graph  # type: ignore[attr-defined]
+    dq_outputs = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return sorted({n.op_type for n in graph.node if n.op_type != "QuantizeLinear" and set(n.input) & dq_outputs})
