@@ -84,6 +84,13 @@ def register_module(name: str, card: ModuleCard) -> Callable[[Callable[..., nn.M
     return deco
 
 
+def check_shape_preserving(name: str, channels: int, out_channels: int | None, stride: int) -> None:
+    """Gates and token mixers keep the input shape: reject other ``out_channels`` / ``stride`` clearly."""
+    if (out_channels or channels) != channels or stride != 1:
+        raise ValueError(f"{name} preserves the input shape: out_channels must equal channels ({channels}) "
+                         f"and stride must be 1 (got out_channels={out_channels}, stride={stride})")
+
+
 def list_modules(pattern: str = "*") -> list[str]:
     return MODULES.names(pattern)
 
