@@ -33,7 +33,7 @@ def create_model(
     name: str,
     *,
     num_classes: int = 1000,
-    in_chans: int = 3,
+    in_chans: int | None = None,
     checkpoint_path: str | os.PathLike[str] | None = None,
     features_only: bool = False,
     out_indices: Sequence[int] | None = None,
@@ -43,12 +43,14 @@ def create_model(
 
     ``overrides`` go to the family's explicit constructor (``drop_rate``, ``drop_path_rate``, widths...);
     ``None`` values are dropped so callers can forward optional CLI arguments, and an unknown keyword
-    raises ``TypeError``. ``checkpoint_path`` loads weights (ours, torchvision, timm or the official
+    raises ``TypeError``. ``in_chans`` defaults to the card's input channels (3 for images, 1 for a
+    hyperspectral cube channel). ``checkpoint_path`` loads weights (ours, torchvision, timm or the official
     layout, auto-detected). ``features_only=True`` returns a :class:`FeatureExtractor` whose forward gives
     the stage outputs selected by ``out_indices``.
     """
     entry = MODELS.get(name)
     kwargs = {k: v for k, v in overrides.items() if v is not None}
+    in_chans = entry.meta.input_size[0] if in_chans is None else in_chans
     try:
         model = entry.fn(num_classes=num_classes, in_chans=in_chans, **kwargs)
     except TypeError as e:
