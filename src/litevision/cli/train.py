@@ -1,0 +1,72 @@
+"""``litevision train``: a YAML recipe plus ``--set`` overrides -> a run folder (see docs/training.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+from litevision.errors import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model from a YAML recipe (resumable; works under torchrun)",
+        description="Train a model. RECIPE is a YAML path or a recipe name (litevision train --list-recipes); "
+        "--set section.key=value overrides any field. Run with torchrun --nproc_per_node N for DDP.",
+    )
+    p.add_argument("recipe", nargs="?", help="recipe name (e.g. quick, lsnet/lsnet_t) or a YAML file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set optim.lr=3e-4 (repeatable)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--model", help="shortcut for --set model.name=...")
+    p.add_argument("--data", help="shortcut for --set data.name=... (a dataset name or an image folder)")
+    p.add_argument("--epochs", type=int, help="shortcut for --set sched.epochs=...")
+    p.add_argument("--batch-size", type=int, help="shortcut for --set data.batch_size=...")
+    p.add_argument("--output", help="shortcut for --set run.output=...")
+    p.add_argument("--name", help="shortcut for --set run.name=...")
+    p.add_argument("--device", help="shortcut for --set run.device=...")
+    p.add_argument("--skip-bad", action="store_true", help="skip and count unreadable images instead of stopping")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--list-recipes", action="store_true", help="list the recipe names and exit")
+    p.add_argument("--list-data", action="store_true", help="list the registered datasets and exit")
+    p.set_defaults(func=run)
+
+
+def _shortcuts(args: argparse.Namespace) -> list[str]:
+    pairs = [("model.name", args.model), ("data.name", args.data), ("sched.epochs", args.epochs),
+             ("data.batch_size", args.batch_size), ("run.output", args.output), ("run.name", args.name),
+             ("run.device", args.device), ("data.skip_bad", True if args.skip_bad else None)]
+    return [f"{k}={v}" for k, v in pairs if v is not None]
+
+
+def run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from litevision.engine import list_recipes, load_config, resume, train
+
+    if args.list_recipes:
+        print("\n".join(list_recipes()))
+        return 0
+    if args.list_data:
+        from litevision.data import DATASETS
+
+        for name in DATASETS:
+            print(f"{name:24s} {DATASETS.get(name).meta}")
+        return 0
+    overrides = _shortcuts(args) + list(args.overrides)
+    if args.resume:
+        if args.recipe:
+            raise UserError("--resume continues a run with its saved config; do not pass a recipe too")
+        if args.print_config:
+            from pathlib import Path
+
+            print(yaml.safe_dump(load_config(Path(args.resume) / "config.yaml", overrides).to_dict(), sort_keys=False))
+            return 0
+        resume(args.resume, overrides)
+        return 0
+    cfg = load_config(args.recipe, overrides)
+    if args.print_config:
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        return 0
+    train(cfg)
+    return 0

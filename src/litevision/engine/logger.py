@@ -1,0 +1,99 @@
+"""Run logs: ``log.jsonl`` (every step line and epoch line), ``log.csv`` (one row per epoch) and
+TensorBoard events when ``tensorboard`` is installed. Only the main process writes.
+
+On resume the logs are cut back to the checkpoint's step, so a run killed after logging but before its
+next checkpoint does not report the redone steps twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from litevision.engine.checkpoint import atomic_write_text
+
+EPOCH_FIELDS = ["epoch", "step", "lr", "train_loss", "val_top1", "val_top5", "val_loss", "ema_val_top1",
+                "ema_val_top5", "ema_val_loss", "epoch_time_s", "images_per_s", "bad_images"]
+
+
+class RunLogger:
+    def __init__(self, run_dir: Path, *, enabled: bool = True, tensorboard: bool = True) -> None:
+        self.enabled = enabled
+        self.jsonl = run_dir / "log.jsonl"
+        self.csv = run_dir / "log.csv"
+        self.tb = None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+            except (ImportError, ModuleNotFoundError):  # tensorboard is optional
+                self.tb = None
+
+    def truncate(self, step: int) -> None:
+        """Drop lines logged after ``step`` (called on resume)."""
+        if not self.enabled:
+            return
+        if self.jsonl.is_file():
+            keep = [line for line in self.jsonl.read_text().splitlines()
+                    if line.strip() and _step_of(line) is not None and _step_of(line) <= step]
+            atomic_write_text(self.jsonl, "".join(line + "\n" for line in keep))
+        if self.csv.is_file():
+            with open(self.csv, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if r.get("step") and int(r["step"]) <= step]
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=EPOCH_FIELDS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+            atomic_write_text(self.csv, buf.getvalue())
+
+    def step(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self._jsonl({"kind": "step", **record})
+        if self.tb is not None:
+            for k in ("loss", "lr"):
+                if k in record:
+                    self.tb.add_scalar(f"train/{k}", record[k], record["step"])
+
+    def epoch(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self._jsonl({"kind": "epoch", **record})
+        new = not self.csv.is_file()
+        with open(self.csv, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=EPOCH_FIELDS, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow({k: _fmt(record.get(k)) for k in EPOCH_FIELDS})
+        if self.tb is not None:
+            for k in EPOCH_FIELDS[2:]:
+                if isinstance(record.get(k), int | float):
+                    self.tb.add_scalar(f"epoch/{k}", record[k], record["epoch"])
+            self.tb.flush()
+
+    def _jsonl(self, record: dict[str, Any]) -> None:
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+        with open(self.jsonl, "a") as f:
+            f.write(json.dumps(clean) + "\n")
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _step_of(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return "" if v is None else v
