@@ -29,7 +29,7 @@ from litevision.modules._support import PooledBatchNorm
     ),
     notes="the fuse BatchNorm sees one value per channel at batch 1 in training: it then returns its bias "
           "(the exact single-sample BN result) instead of raising",
-    ref_params=8896, ref_macs=7231488,
+    ref_params=8768, ref_macs=7231488,
 ))
 class SKAttention(nn.Module):
     def __init__(self, channels: int, *, out_channels: int | None = None, stride: int = 1,
@@ -54,7 +54,7 @@ class SKAttention(nn.Module):
         self.fc = nn.Conv2d(out_channels, d, 1, bias=False)
         self.bn = PooledBatchNorm(d)
         self.act = nn.ReLU(inplace=True)
-        self.fcs = nn.ModuleList(nn.Conv2d(d, out_channels, 1) for _ in range(num_branches))
+        self.fcs = nn.ModuleList(nn.Conv2d(d, out_channels, 1, bias=False) for _ in range(num_branches))
 
     def forward(self, x: Tensor) -> Tensor:
         feats = torch.stack([b(x) for b in self.branches], dim=1)  # (N, M, C, H, W)
