@@ -86,7 +86,7 @@ def export_model(
         raise UserError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
     if verify_batch < 2:
         raise UserError("--verify-batch must be at least 2 (batch 1 is always checked too)")
-    cfg = _data_config(model_spec, in_chans, input_size)
+    cfg = resolve_data_config(model_spec, input_size, in_chans=in_chans)
     if model is None:
         model = create_any_model(model_spec, num_classes=num_classes, in_chans=cfg.input_size[0],
                                  checkpoint_path=checkpoint)
@@ -134,23 +134,6 @@ def export_model(
         failed = format_checks(result.checks)
         raise ExportError(f"export of {model_spec} as {fmt} does not match eager PyTorch:\n{failed}")
     return result
-
-
-def _data_config(spec: str, in_chans: int | None, input_size: tuple[int, ...] | None) -> DataConfig:
-    if input_size is not None and len(input_size) not in (2, 3):
-        raise UserError(f"input size must be H W or C H W, got {input_size}")
-    base = resolve_data_config(spec)
-    if input_size is None:
-        size = base.input_size
-    elif len(input_size) == 2:
-        size = (base.input_size[0], *input_size)
-    else:
-        size = tuple(input_size)
-    if in_chans is not None:
-        if len(input_size or ()) == 3 and input_size[0] != in_chans:
-            raise UserError(f"--in-chans {in_chans} contradicts --input-size {input_size}")
-        size = (in_chans, *size[1:])
-    return resolve_data_config(spec, tuple(size))
 
 
 def _num_classes(model: nn.Module, cfg: DataConfig) -> int:

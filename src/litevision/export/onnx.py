@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,8 +72,7 @@ def export_onnx(
     example = torch.randn(2, *input_size)
     model.eval()
     notes: list[str] = []
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
+    with quiet_torch(), contextlib.redirect_stdout(io.StringIO()):
         if exporter == "dynamo":
             _export_dynamo(model, example, path, opset, dynamic_hw, notes)
         else:
@@ -90,6 +90,24 @@ def export_onnx(
         notes.append("the model fixes its input height/width: the graph is static in H and W")
     result.domains = check_standard_ops(proto)
     return result
+
+
+@contextlib.contextmanager
+def quiet_torch() -> Iterator[None]:
+    """Silence torch's warnings and log records below ERROR (torch.export logs every unsolved shape
+    inequality as a multi-page traceback at WARNING level) for the duration of an export or compile."""
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict) if name.startswith("torch")]
+    loggers.append(logging.getLogger("torch"))
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
 
 
 def _export_dynamo(model: nn.Module, example: torch.Tensor, path: Path, opset: int, dynamic_hw: bool,

@@ -61,17 +61,19 @@ def create_any_model(
     spec: str,
     *,
     num_classes: int = 1000,
-    in_chans: int = 3,
+    in_chans: int | None = None,
     checkpoint_path: str | os.PathLike[str] | None = None,
 ) -> nn.Module:
     """Build a litevision model or a timm / torchvision peer with random weights (plus ``checkpoint_path``).
 
     torchvision models have no ``in_chans`` argument: for ``in_chans != 3`` their first convolution is
     replaced by one with ``in_chans`` inputs (weights averaged over the RGB inputs, as timm does).
+    ``in_chans`` defaults to the model card's (ours) or 3 (peers).
     """
     parsed = parse_model_spec(spec)
     if parsed.source == "litevision":
         return create_model(parsed.name, num_classes=num_classes, in_chans=in_chans, checkpoint_path=checkpoint_path)
+    in_chans = 3 if in_chans is None else in_chans
     model = _create_timm(parsed.name, num_classes, in_chans) if parsed.source == "timm" else _create_tv(
         parsed.name, num_classes, in_chans
     )
@@ -83,8 +85,15 @@ def create_any_model(
     return model
 
 
-def resolve_data_config(spec: str, input_size: tuple[int, int, int] | None = None) -> DataConfig:
-    """The model's default input size and normalization; ``input_size`` (C, H, W) overrides the size."""
+def resolve_data_config(
+    spec: str, input_size: tuple[int, ...] | None = None, *, in_chans: int | None = None
+) -> DataConfig:
+    """The model's default input size and normalization.
+
+    ``input_size`` overrides the size: (H, W) keeps the default channel count, (C, H, W) sets all three;
+    ``in_chans`` overrides the channel count (e.g. 1 for grey images). Normalization statistics are
+    averaged over the RGB channels when the channel count is not 3.
+    """
     parsed = parse_model_spec(spec)
     if parsed.source == "litevision":
         card = get_model_card(parsed.name)
@@ -103,13 +112,31 @@ def resolve_data_config(spec: str, input_size: tuple[int, int, int] | None = Non
     else:
         _tv_builder(parsed.name)
         cfg = DataConfig((3, 224, 224), IMAGENET_MEAN, IMAGENET_STD)
-    if input_size is not None:
-        cfg = DataConfig(tuple(input_size), cfg.mean, cfg.std, cfg.interpolation, cfg.crop_pct)
-    if len(cfg.mean) != cfg.input_size[0]:  # e.g. grey inputs: one channel, the mean of the RGB statistics
-        n = cfg.input_size[0]
-        mean, std = sum(cfg.mean) / len(cfg.mean), sum(cfg.std) / len(cfg.std)
-        cfg = DataConfig(cfg.input_size, (mean,) * n, (std,) * n, cfg.interpolation, cfg.crop_pct)
-    return cfg
+    size = _merge_size(cfg.input_size, input_size, in_chans)
+    mean, std = cfg.mean, cfg.std
+    if len(mean) != size[0]:  # grey inputs: one channel with the mean of the RGB statistics
+        mean = (sum(mean) / len(mean),) * size[0]
+        std = (sum(std) / len(std),) * size[0]
+    return DataConfig(size, tuple(mean), tuple(std), cfg.interpolation, cfg.crop_pct)
+
+
+def _merge_size(default: tuple[int, int, int], input_size: tuple[int, ...] | None,
+                in_chans: int | None) -> tuple[int, int, int]:
+    if input_size is None:
+        size = tuple(default)
+    elif len(input_size) == 2:
+        size = (default[0], *input_size)
+    elif len(input_size) == 3:
+        size = tuple(input_size)
+        if in_chans is not None and in_chans != size[0]:
+            raise UserError(f"in_chans {in_chans} contradicts input size {tuple(input_size)}")
+    else:
+        raise UserError(f"input size must be (H, W) or (C, H, W), got {tuple(input_size)}")
+    if in_chans is not None:
+        size = (in_chans, *size[1:])
+    if min(size) < 1:
+        raise UserError(f"input size must be positive, got {size}")
+    return size  # type: ignore[return-value]
 
 
 def _check_timm_name(name: str) -> None:

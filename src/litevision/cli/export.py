@@ -1,0 +1,46 @@
+"""``litevision export MODEL --format onnx|onnx-int8|torchscript --output DIR``: fuse, export, verify."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from litevision.export import FORMATS, ExportError, export_model
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a model (fused) to ONNX / INT8 ONNX / TorchScript and verify it")
+    p.add_argument("model", metavar="MODEL", help="litevision name, timm:<name> or tv:<name>")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--output", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--checkpoint", help="weights to load before exporting")
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--in-chans", type=int, help="input channels (default: model card / 3)")
+    p.add_argument("--input-size", type=int, nargs="+", metavar="N", help="H W or C H W (default: model card)")
+    p.add_argument("--images", help="real images for the parity check and INT8 calibration: folder or dataset "
+                                    "(default: the bundled Fashion-MNIST subset)")
+    p.add_argument("--calibration-images", type=int, default=64, help="images used to calibrate INT8")
+    p.add_argument("--verify-batch", type=int, default=4, help="the batch > 1 checked besides batch 1")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17)")
+    p.add_argument("--exporter", choices=("dynamo", "legacy"), default="dynamo",
+                   help="torch.export-based (default) or the TorchScript-based ONNX exporter")
+    p.add_argument("--min-agreement", type=float, default=0.9,
+                   help="INT8: least top-1 agreement with eager on the real images")
+    p.add_argument("--quantize-se", action="store_true", help="INT8: also quantize squeeze-excite gates")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        result = export_model(
+            args.model, args.format, args.output, checkpoint=args.checkpoint, num_classes=args.num_classes,
+            in_chans=args.in_chans, input_size=tuple(args.input_size) if args.input_size else None,
+            images=args.images, calibration_images=args.calibration_images, verify_batch=args.verify_batch,
+            opset=args.opset, exporter=args.exporter, min_agreement=args.min_agreement,
+            keep_se_float=not args.quantize_se,
+        )
+    except ExportError as e:
+        print(f"litevision export: failed: {e}", file=sys.stderr)
+        return 1
+    print(result.summary())
+    return 0
