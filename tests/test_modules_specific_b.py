@@ -258,6 +258,12 @@ def test_ufo_attention_is_gamma_squared_cosine_similarity() -> None:
         cos = F.normalize(q, dim=-1) @ F.normalize(kv, dim=-2)
         ref = inner.proj((3.0 * cos).transpose(1, 2).reshape(1, 15, 16))
         torch.testing.assert_close(m(x), ref.transpose(1, 2).reshape(1, 16, 3, 5))
+        # kv_norm="row": the seed's axis (each row of K^T V normalised)
+        row = lv.create_module("ufo_attention", 16, num_heads=2, kv_norm="row").double().eval()
+        row.load_state_dict(m.state_dict())
+        out = F.normalize(q, dim=-1) @ F.normalize(kv, dim=-1)
+        ref = inner.proj((3.0 * out).transpose(1, 2).reshape(1, 15, 16))
+        torch.testing.assert_close(row(x), ref.transpose(1, 2).reshape(1, 16, 3, 5))
 
 
 def test_vip_at_the_reference_size_is_the_papers_layer() -> None:

@@ -5,7 +5,7 @@ A = conv_A(x) (c_m feature maps), B = conv_B(x) (c_n attention maps), V = conv_V
 vectors). Step 1, gather: G = A softmax(B)^T with each of the c_n attention maps normalised over the
 H*W positions (second-order attention pooling: c_n global descriptors). Step 2, distribute:
 Z = G softmax(V) with each position's vector normalised over the c_n descriptors. A 1x1 conv maps Z back
-to C channels and the block is residual (x + ...), as the paper inserts it into ResNets.
+to C channels; the block is used residually (x + ...) when inserted into a ResNet stage.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from litevision.modules._support import check_shape_preserving
         "seed called F.softmax without dim on (N, c_n, H*W) tensors, which softmaxes over the BATCH axis "
         "(mixing samples); here the attention maps are normalised over positions and the attention vectors "
         "over the c_n descriptors, as the paper defines",
-        "seed returned the reconstruction only; the paper's block adds it to the input (residual)",
     ),
-    notes="c_m = c_n = C // 4 by default (at least 1)",
+    notes="c_m = c_n = C // 4 by default (at least 1). The block is residual (x + reconstruction) as it is "
+          "inserted into ResNet stages; residual=False returns the reconstruction only, like the seed",
     ref_params=4208, ref_macs=14450688,
 ))
 class DoubleAttention(nn.Module):

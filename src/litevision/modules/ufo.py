@@ -6,9 +6,10 @@ first (cost linear in the token count), and XNorm replaces the softmax:
     XNorm(a) = gamma * a / ||a||_2   (L2 norm over the head channels, gamma learnable per head)
     out = XNorm(Q) @ XNorm(K^T V)
 
-Q is normalised per token over its channels and K^T V per column (each column is one "cluster centre"
-in query space), so every output entry is gamma^2 times a cosine similarity between a query and a
-centre: the "unit force" reading of the paper.
+Q is normalised per token over its channels. For K^T V the paper's text does not pin the axis down;
+by default each column (one "cluster centre" in query space) is normalised, so every output entry is
+gamma^2 times a cosine similarity between a query and a centre (the paper's clustering / "unit force"
+reading). ``kv_norm="row"`` normalises the rows instead, as the seed and the External-Attention code do.
 """
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ def xnorm(x: Tensor, gamma: Tensor, dim: int, eps: float = 1e-6) -> Tensor:
 class UFOAttention(nn.Module):
     """Tokens (N, L, C) -> (N, L, C)."""
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, proj_drop: float = 0.0) -> None:
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, proj_drop: float = 0.0,
+                 kv_norm: str = "column") -> None:
         super().__init__()
+        if kv_norm not in ("column", "row"):
+            raise ValueError(f"ufo_attention: kv_norm must be 'column' or 'row', got {kv_norm!r}")
+        self.kv_norm_dim = -2 if kv_norm == "column" else -1
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
@@ -44,7 +49,7 @@ class UFOAttention(nn.Module):
         qkv = self.qkv(x).reshape(n, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         kv = k.transpose(-2, -1) @ v  # (N, heads, d_k, d_v): linear in L
-        out = xnorm(q, self.gamma_q, dim=-1) @ xnorm(kv, self.gamma_kv, dim=-2)  # (N, heads, L, d_v)
+        out = xnorm(q, self.gamma_q, dim=-1) @ xnorm(kv, self.gamma_kv, dim=self.kv_norm_dim)  # (N, heads, L, d_v)
         out = out.transpose(1, 2).reshape(n, length, c)
         return self.proj_drop(self.proj(out))
 
@@ -56,17 +61,18 @@ class UFOAttention(nn.Module):
     deviations_fixed=(
         "seed projected every head to the full model width (h * d_model channels); heads here split C as "
         "in the paper's multi-head self-attention",
-        "seed normalised K^T V along d_v; XNorm here normalises each column (a centre in query space) so "
-        "XN(Q) XN(K^T V) is a scaled cosine similarity",
         "seed initialised gamma with randn (possibly negative, shared by Q and KV); here one positive "
         "learnable gamma per head for each XNorm, initialised to 1",
         "seed's unused dropout and std=0.001 Linear init dropped",
     ),
-    notes="the norm is clamped at 1e-6 so an all-zero token cannot produce NaN",
+    notes="K^T V is normalised per column by default (XN(Q) XN(K^T V) = gamma^2 cosine similarity to the "
+          "centres); kv_norm='row' is the seed's axis, the paper text is ambiguous. Norms are clamped at 1e-6 "
+          "so an all-zero token cannot produce NaN",
     ref_params=16644, ref_macs=64225280,
 ))
 def ufo_attention(channels: int, *, out_channels: int | None = None, stride: int = 1,
-                  num_heads: int | None = None, qkv_bias: bool = True, proj_drop: float = 0.0) -> nn.Module:
+                  num_heads: int | None = None, qkv_bias: bool = True, proj_drop: float = 0.0,
+                  kv_norm: str = "column") -> nn.Module:
     check_shape_preserving("ufo_attention", channels, out_channels, stride)
     heads = resolve_heads("ufo_attention", channels, num_heads)
-    return adapt("token", UFOAttention(channels, heads, qkv_bias, proj_drop), channels)
+    return adapt("token", UFOAttention(channels, heads, qkv_bias, proj_drop, kv_norm), channels)
