@@ -7,7 +7,6 @@ import json
 from collections.abc import Sequence
 
 from litevision.bench.model_table import measure_model
-from litevision.cli._common import format_table
 from litevision.errors import UserError
 from litevision.models import get_model_card, list_models
 
@@ -25,18 +24,26 @@ def _fmt(v: float | None, spec: str) -> str:
 
 
 def print_table(names: Sequence[str], as_json: bool = False) -> None:
-    rows = [measure_model(n) for n in names]
+    """Print one row per model as soon as it is measured (JSON: one list at the end)."""
+    headers = ["model", "input", "params", "paper", "diff%", "MACs", "paper", "diff%", "top-1"]
+    widths = [max(22, max((len(n) for n in names), default=0)), 7, 8, 6, 6, 8, 6, 6, 5]
+    rows = []
+    if not as_json:
+        print("  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths))))
+        print("  ".join("-" * w for w in widths))
+    for n in names:
+        r = measure_model(n)
+        rows.append(r)
+        if as_json:
+            continue
+        cells = (r.name, "x".join(map(str, r.input_size[1:])), f"{r.params_m:.2f}M", _fmt(r.paper_params_m, ".2f"),
+                 _fmt(r.params_diff_pct, "+.1f"), f"{r.macs_g:.3f}G", _fmt(r.paper_macs_g, ".3f"),
+                 _fmt(r.macs_diff_pct, "+.1f"), _fmt(r.paper_top1, ".1f"))
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))),
+              flush=True)
     if as_json:
         print(json.dumps([{**r.__dict__, "params_diff_pct": r.params_diff_pct, "macs_diff_pct": r.macs_diff_pct}
                           for r in rows], indent=2))
-        return
-    table = [
-        (r.name, "x".join(map(str, r.input_size[1:])), f"{r.params_m:.2f}M", _fmt(r.paper_params_m, ".2f"),
-         _fmt(r.params_diff_pct, "+.1f"), f"{r.macs_g:.3f}G", _fmt(r.paper_macs_g, ".3f"),
-         _fmt(r.macs_diff_pct, "+.1f"), _fmt(r.paper_top1, ".1f"))
-        for r in rows
-    ]
-    print(format_table(["model", "input", "params", "paper", "diff%", "MACs", "paper", "diff%", "top-1"], table))
 
 
 def run(args: argparse.Namespace) -> int:
