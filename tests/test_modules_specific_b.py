@@ -346,3 +346,83 @@ def test_split_attention_radix_softmax_sums_to_one() -> None:
     attn = captured["attn"].reshape(2, 2, 2, -1).transpose(1, 2).softmax(dim=1)  # (N, radix, G, C/G)
     torch.testing.assert_close(attn.sum(1), torch.ones_like(attn.sum(1)))
     assert math.isclose(float(m(torch.randn(1, 32, 4, 4)).shape[1]), 32)
+
+
+# ------------------------------------------------------------------ STViT
+
+
+@pytest.mark.parametrize("size", [(8, 12), (7, 10)])
+def test_super_token_attention_matches_a_per_pixel_reference(size: tuple[int, int]) -> None:
+    """Soft k-means over the 3x3 neighbouring super tokens (2 rounds), MHSA, per-pixel upsampling; padded
+    pixels (7 x 10 with 4 x 4 cells) take no part."""
+    m = lv.create_module("stoken_attention", 8, stoken_size=(4, 4), n_iter=2, num_heads=2).double().eval()
+    x = torch.randn(2, 8, *size, dtype=torch.float64)
+    n, c, h, w = x.shape
+    hh, ww = -(-h // 4), -(-w // 4)
+    cells = [[[(y, z) for y in range(4 * i, min(4 * i + 4, h)) for z in range(4 * j, min(4 * j + 4, w))]
+              for j in range(ww)] for i in range(hh)]
+    offsets = [(di, dj) for di in (-1, 0, 1) for dj in (-1, 0, 1)]
+
+    def neigh(s: torch.Tensor, b: int, i: int, j: int) -> torch.Tensor:  # (C, 9), zeros outside
+        return torch.stack([s[b, :, i + di, j + dj] if 0 <= i + di < hh and 0 <= j + dj < ww
+                            else torch.zeros(c, dtype=x.dtype) for di, dj in offsets], 1)
+
+    def affinity(s: torch.Tensor) -> torch.Tensor:
+        a = torch.zeros(n, h, w, 9, dtype=x.dtype)
+        for b in range(n):
+            for y in range(h):
+                for z in range(w):
+                    a[b, y, z] = torch.softmax(x[b, :, y, z] @ neigh(s, b, y // 4, z // 4) * c ** -0.5, 0)
+        return a
+
+    def update(a: torch.Tensor) -> torch.Tensor:
+        num, den = torch.zeros(n, c, hh, ww, dtype=x.dtype), torch.zeros(n, 1, hh, ww, dtype=x.dtype)
+        for b in range(n):
+            for y in range(h):
+                for z in range(w):
+                    for t, (di, dj) in enumerate(offsets):
+                        i, j = y // 4 + di, z // 4 + dj
+                        if 0 <= i < hh and 0 <= j < ww:
+                            num[b, :, i, j] += a[b, y, z, t] * x[b, :, y, z]
+                            den[b, 0, i, j] += a[b, y, z, t]
+        return num / (den + 1e-12)
+
+    with torch.no_grad():
+        s = torch.stack([torch.stack([torch.stack([x[:, :, y, z] for y, z in cells[i][j]]).mean(0)
+                                      for j in range(ww)], -1) for i in range(hh)], -2)  # (N, C, hh, ww)
+        for _ in range(2):
+            a = affinity(s)
+            s = update(a)
+        s = m.stoken_refine(s)
+        ref = torch.zeros_like(x)
+        for b in range(n):
+            for y in range(h):
+                for z in range(w):
+                    ref[b, :, y, z] = neigh(s, b, y // 4, z // 4) @ a[b, y, z]
+        torch.testing.assert_close(m(x), ref)
+
+
+# ------------------------------------------------------------------ EMO iRMB
+
+
+def test_irmb_window_attention_uses_strided_windows_and_ignores_padding() -> None:
+    """Official EMO windows: window (a, b) holds pixels (i * n1 + a, j * n2 + b); padded keys are masked."""
+    m = lv.create_module("irmb", 16, window_size=3, head_dim=8).double().eval()
+    x = torch.randn(1, 16, 7, 5, dtype=torch.float64)  # padded to 9 x 6: n1 = 3, n2 = 2
+    n1, n2 = 3, 2
+    with torch.no_grad():
+        qk = m.qk(x)
+        q, k = qk[:, :16], qk[:, 16:]
+        v = m.v(x)  # (1, 32, 7, 5)
+        ref = torch.zeros_like(v)
+        for a in range(n1):
+            for b in range(n2):
+                pix = [(i * n1 + a, j * n2 + b) for i in range(3) for j in range(3)]
+                pix = [(y, z) for y, z in pix if y < 7 and z < 5]
+                for head in range(2):
+                    qs, vs = slice(8 * head, 8 * head + 8), slice(16 * head, 16 * head + 16)
+                    for y, z in pix:
+                        e = torch.stack([q[0, qs, y, z] @ k[0, qs, yy, zz] for yy, zz in pix]) * 8 ** -0.5
+                        att = e.softmax(0)
+                        ref[0, vs, y, z] = sum(att[t] * v[0, vs, yy, zz] for t, (yy, zz) in enumerate(pix))
+        torch.testing.assert_close(m._attention(x), ref)
