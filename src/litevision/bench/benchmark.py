@@ -37,7 +37,7 @@ from litevision.bench.memory import peak_rss_increase_mb
 from litevision.bench.timing import TimingStats, fixed_threads, time_calls, timm_style_throughput
 from litevision.errors import UserError
 from litevision.layers.fuse import fuse_model
-from litevision.models._peers import DataConfig, create_any_model, parse_model_spec, resolve_data_config
+from litevision.models._peers import DataConfig, parse_model_spec, resolve_data_config
 
 BACKENDS = ("eager", "channels_last", "compile", "ort", "ort_int8")
 DEFAULT_BACKENDS = ("eager", "channels_last", "ort", "ort_int8")
@@ -159,10 +159,16 @@ def bench_model(
         raise UserError(f"unknown backend(s) {unknown}; choose from {', '.join(BACKENDS)}")
     if batch_size < 1 or iters < 1 or batch_iters < 1:
         raise UserError("batch size and iteration counts must be >= 1")
-    cfg = resolve_data_config(spec, input_size, in_chans=in_chans)
     threads = threads or default_threads()
     if model is None:
-        model = create_any_model(spec, num_classes=num_classes, in_chans=cfg.input_size[0], checkpoint_path=checkpoint)
+        from litevision.export.api import is_litevision_weights, load_model_for_deploy
+
+        if checkpoint is None and is_litevision_weights(spec):  # a run folder / weights file as the model
+            spec, checkpoint = None, spec
+        model, cfg, spec = load_model_for_deploy(spec, checkpoint=checkpoint, num_classes=num_classes,
+                                                 in_chans=in_chans, input_size=input_size)
+    else:
+        cfg = resolve_data_config(spec, input_size, in_chans=in_chans)
     model = model.eval()
     complexity = count_complexity(model, cfg.input_size)
     fused = False
@@ -254,8 +260,7 @@ def _runner_factory(backend: str, model: nn.Module, cfg: DataConfig, threads: in
         from litevision.export.images import load_images
         from litevision.export.quantize import quantize_int8
 
-        calib = load_images(calibration, count=calibration_images, input_size=cfg.input_size, mean=cfg.mean,
-                            std=cfg.std)
+        calib = load_images(calibration, count=calibration_images, cfg=cfg)
         path = quantize_int8(path, tmp / "int8.onnx", calib).path
     session = ort_session(path, threads=threads)
     input_name = session.get_inputs()[0].name

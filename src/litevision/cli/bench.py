@@ -8,10 +8,12 @@ from litevision.bench.benchmark import BACKENDS, DEFAULT_BACKENDS, bench_models,
 from litevision.cli._common import format_table
 from litevision.errors import UserError
 
+MODEL_HELP = "litevision name, timm:<name>, tv:<name>, or a run folder / weights file of `litevision train`"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="latency / throughput / memory of models and timm:/tv: peers per backend")
-    p.add_argument("models", nargs="+", metavar="MODEL", help="litevision name, timm:<name> or tv:<name>")
+    p.add_argument("models", nargs="+", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--backends", default=",".join(DEFAULT_BACKENDS),
                    help=f"comma-separated, or 'all' ({','.join(BACKENDS)}); default %(default)s")
     p.add_argument("--input-size", type=int, nargs="+", metavar="N", help="H W or C H W (default: model card)")

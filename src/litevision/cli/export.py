@@ -7,10 +7,12 @@ import sys
 
 from litevision.export import FORMATS, ExportError, export_model
 
+MODEL_HELP = "litevision name, timm:<name>, tv:<name>, or a run folder / weights file of `litevision train`"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model (fused) to ONNX / INT8 ONNX / TorchScript and verify it")
-    p.add_argument("model", metavar="MODEL", help="litevision name, timm:<name> or tv:<name>")
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--output", required=True, metavar="DIR", help="output directory")
     p.add_argument("--checkpoint", help="weights to load before exporting")

@@ -58,7 +58,7 @@ class ExportResult:
 
 
 def export_model(
-    model_spec: str,
+    model_spec: str | None,
     fmt: str,
     output_dir: str | os.PathLike[str],
     *,
@@ -78,6 +78,8 @@ def export_model(
 ) -> ExportResult:
     """Export ``model_spec`` (a litevision name, ``timm:<name>`` or ``tv:<name>``) as ``fmt`` into ``output_dir``.
 
+    ``checkpoint``: weights to load; a litevision weights file or run folder also sets the model (then
+    ``model_spec`` may be ``None``), its class count and its preprocessing.
     ``model`` may pass an already-built (e.g. trained) model instead of building one from ``model_spec``.
     ``images``: folder or dataset used for calibration and the real-image parity checks (default: the
     bundled Fashion-MNIST subset). ``input_size``: (H, W) or (C, H, W); default the model card's.
@@ -86,10 +88,13 @@ def export_model(
         raise UserError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
     if verify_batch < 2:
         raise UserError("--verify-batch must be at least 2 (batch 1 is always checked too)")
-    cfg = resolve_data_config(model_spec, input_size, in_chans=in_chans)
+    if model is None and checkpoint is None and model_spec and is_litevision_weights(model_spec):
+        model_spec, checkpoint = None, model_spec  # a run folder / weights file given as the model
     if model is None:
-        model = create_any_model(model_spec, num_classes=num_classes, in_chans=cfg.input_size[0],
-                                 checkpoint_path=checkpoint)
+        model, cfg, model_spec = load_model_for_deploy(model_spec, checkpoint=checkpoint, num_classes=num_classes,
+                                                       in_chans=in_chans, input_size=input_size)
+    else:
+        cfg = resolve_data_config(model_spec, input_size, in_chans=in_chans)
     reference = copy.deepcopy(model).eval()
     deploy = fuse_model(model)
     out_dir = Path(output_dir)
@@ -113,8 +118,7 @@ def export_model(
             _add_second_size(inputs, cfg, reference, result.notes)
         result.path = onnx_info.path
         if fmt == "onnx-int8":
-            calib = load_images(images, count=calibration_images, input_size=cfg.input_size, mean=cfg.mean,
-                                std=cfg.std)
+            calib = load_images(images, count=calibration_images, cfg=cfg)
             q = quantize_int8(onnx_info.path, out_dir / f"{stem}_int8.onnx", calib, keep_se_float=keep_se_float)
             from litevision.export.onnx import check_standard_ops
 
@@ -136,6 +140,51 @@ def export_model(
     return result
 
 
+def is_litevision_weights(path: str | os.PathLike[str]) -> bool:
+    """A run folder of ``litevision train`` or a ``.safetensors`` file carrying its metadata."""
+    p = Path(path)
+    if p.is_dir():
+        return (p / "best.safetensors").is_file() or (p / "last.safetensors").is_file()
+    if p.suffix != ".safetensors" or not p.is_file():
+        return False
+    from safetensors import safe_open
+
+    with safe_open(str(p), framework="pt") as f:
+        return "format" in (f.metadata() or {})
+
+
+def load_model_for_deploy(
+    model_spec: str | None,
+    *,
+    checkpoint: str | os.PathLike[str] | None = None,
+    num_classes: int = 1000,
+    in_chans: int | None = None,
+    input_size: tuple[int, ...] | None = None,
+) -> tuple[nn.Module, DataConfig, str]:
+    """(eval-mode model, its input config, its spec) from a spec and/or a checkpoint.
+
+    A litevision weights file or run folder brings its own model name, class count and preprocessing
+    (mean/std, crop); ``input_size`` may still override the size. Any other checkpoint is loaded into
+    ``model_spec`` built with ``num_classes`` / ``in_chans``.
+    """
+    if checkpoint is not None and is_litevision_weights(checkpoint):
+        from litevision.engine.pipeline import load_trained_model, preprocess_from_metadata
+
+        model, meta = load_trained_model(checkpoint)
+        if model_spec and model_spec != meta["model"]:
+            raise UserError(f"{checkpoint} holds a {meta['model']} model, not {model_spec}")
+        pre = preprocess_from_metadata(meta).data_config()
+        size = pre.input_size if input_size is None else tuple(input_size)[-2:]
+        cfg = DataConfig((pre.input_size[0], *size[-2:]), pre.mean, pre.std, pre.interpolation, pre.crop_pct)
+        return model.eval(), cfg, str(meta["model"])
+    if not model_spec:
+        raise UserError("give a MODEL name (or a litevision weights file / run folder as --checkpoint)")
+    cfg = resolve_data_config(model_spec, input_size, in_chans=in_chans)
+    model = create_any_model(model_spec, num_classes=num_classes, in_chans=cfg.input_size[0],
+                             checkpoint_path=checkpoint)
+    return model.eval(), cfg, model_spec
+
+
 def _num_classes(model: nn.Module, cfg: DataConfig) -> int:
     with torch.no_grad():
         return int(model(torch.zeros(1, *cfg.input_size)).shape[-1])
@@ -146,7 +195,7 @@ def _parity_inputs(cfg: DataConfig, images: str | os.PathLike[str] | None, count
     gen = torch.Generator().manual_seed(0)
     inputs = {"random": torch.randn(4, *cfg.input_size, generator=gen)}
     try:
-        inputs["images"] = load_images(images, count=count, input_size=cfg.input_size, mean=cfg.mean, std=cfg.std)
+        inputs["images"] = load_images(images, count=count, cfg=cfg)
         real = str(images or "bundled")
     except UserError as e:
         if need_images or images is not None:
