@@ -33,8 +33,9 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """Maps a name to a builder function and its metadata (a model card, a module card)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, list_command: str = "litevision list") -> None:
         self.kind = kind
+        self.list_command = list_command
         self._entries: dict[str, Entry[T]] = {}
 
     def register(self, name: str, fn: Callable[..., Any], meta: T) -> Callable[..., Any]:
@@ -63,7 +64,7 @@ class Registry(Generic[T]):
         if not close:  # prefix matches catch "mobilenetv3" -> "mobilenetv3_large_100"
             close = [n for n in sorted(self._entries) if n.startswith(name)][:5]
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        return f"unknown {self.kind} {name!r}.{hint} (`litevision list` shows all)"
+        return f"unknown {self.kind} {name!r}.{hint} (`{self.list_command}` shows all)"
 
     def names(self, pattern: str = "*") -> list[str]:
         return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))

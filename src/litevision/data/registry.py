@@ -33,7 +33,7 @@ class DataBundle:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-DATASETS: Registry[str] = Registry("dataset")
+DATASETS: Registry[str] = Registry("dataset", "litevision.data.list_datasets()")
 
 
 def register_dataset(name: str, description: str) -> Callable[[Callable[..., DataBundle]], Callable[..., DataBundle]]:

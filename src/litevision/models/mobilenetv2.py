@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from torch import nn
 
@@ -17,6 +18,7 @@ from litevision.layers import ClassifierHead, ConvNormAct, InvertedResidual, dro
 from litevision.models._builder import register_model
 from litevision.models._card import ModelCard
 from litevision.models._contract import LiteModel, feature
+from litevision.modules import create_module
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,11 @@ class MobileNetV2(LiteModel):
         drop_rate: float = 0.2,
         drop_path_rate: float = 0.0,
         act_layer: str = "relu6",
+        attn: str | None = None,
+        attn_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        """``attn`` names a registered plug-in module placed in every inverted residual after the depthwise
+        conv (where MobileNetV3/MnasNet put SE and the ECA/CBAM papers put their modules)."""
         super().__init__()
         self.num_classes, self.in_chans, self.drop_rate = num_classes, in_chans, drop_rate
         chs = lambda c: make_divisible(c * cfg.width_mult, 8)  # noqa: E731
@@ -65,6 +71,9 @@ class MobileNetV2(LiteModel):
         self.stem = ConvNormAct(in_chans, in_chs, 3, stride=2, act_layer=act_layer)
         # group rows into one stage per output stride, so feature_info has one entry per reduction
         dprs = iter(sum(drop_path_rates(drop_path_rate, [r.repeats for r in cfg.rows]), []))
+        se_layer = None
+        if attn is not None:
+            se_layer = partial(_attn_layer, attn, dict(attn_kwargs or {}))
         stages: list[list[nn.Module]] = [[]]
         self.feature_info, reduction = [], 2
         for i, row in enumerate(cfg.rows):
@@ -76,7 +85,7 @@ class MobileNetV2(LiteModel):
             for j in range(row.repeats):
                 stages[-1].append(InvertedResidual(
                     in_chs, out_chs, in_chs * row.exp_ratio, 3, row.stride if j == 0 else 1, act_layer=act_layer,
-                    drop_path_rate=next(dprs)))
+                    se_layer=se_layer, drop_path_rate=next(dprs)))
                 in_chs = out_chs
             if i == len(cfg.rows) - 1:
                 self.feature_info.append(feature(in_chs, reduction, f"stages.{len(stages) - 1}"))
@@ -86,6 +95,10 @@ class MobileNetV2(LiteModel):
         self.num_features = head_chs
         self.head = ClassifierHead(head_chs, num_classes, drop_rate=drop_rate)
         _init_weights(self)
+
+
+def _attn_layer(name: str, kwargs: dict[str, Any], chs: int, in_chs: int) -> nn.Module:
+    return create_module(name, chs, **kwargs)
 
 
 def _init_weights(model: nn.Module) -> None:

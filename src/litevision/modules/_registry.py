@@ -71,7 +71,7 @@ class ModuleCard:
         return asdict(self)
 
 
-MODULES: Registry[ModuleCard] = Registry("module")
+MODULES: Registry[ModuleCard] = Registry("module", "litevision modules")
 
 
 def register_module(name: str, card: ModuleCard) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
