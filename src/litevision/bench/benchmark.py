@@ -141,6 +141,7 @@ def bench_model(
     num_classes: int = 1000,
     checkpoint: str | os.PathLike[str] | None = None,
     model: nn.Module | None = None,
+    data_config: DataConfig | None = None,
     fuse: bool = True,
     calibration: str | os.PathLike[str] | None = None,
     calibration_images: int = 32,
@@ -150,7 +151,8 @@ def bench_model(
     """Benchmark ``spec`` (litevision name, ``timm:<name>``, ``tv:<name>``) on ``backends``.
 
     ``input_size`` ((H, W) or (C, H, W)) and ``in_chans`` default to the model card's. ``model`` passes an
-    already-built model (e.g. trained) instead of building ``spec`` with random weights. ``calibration``:
+    already-built model (e.g. trained) instead of building ``spec`` with random weights, ``data_config`` its
+    input size and normalization (default: the card's). ``calibration``:
     images for the INT8 backend (folder, dataset name; default the bundled subset). ``crosscheck`` adds
     timm's benchmark loop at batch N to the eager result (``extra["timm_style"]``).
     """
@@ -168,7 +170,8 @@ def bench_model(
         model, cfg, spec = load_model_for_deploy(spec, checkpoint=checkpoint, num_classes=num_classes,
                                                  in_chans=in_chans, input_size=input_size)
     else:
-        cfg = resolve_data_config(spec, input_size, in_chans=in_chans)
+        model = copy.deepcopy(model)  # fusing and channels-last conversion must not touch the caller's model
+        cfg = data_config or resolve_data_config(spec, input_size, in_chans=in_chans)
     model = model.eval()
     complexity = count_complexity(model, cfg.input_size)
     fused = False

@@ -67,6 +67,7 @@ def export_model(
     in_chans: int | None = None,
     input_size: tuple[int, int] | tuple[int, int, int] | None = None,
     model: nn.Module | None = None,
+    data_config: DataConfig | None = None,
     images: str | os.PathLike[str] | None = None,
     num_images: int = 16,
     calibration_images: int = 64,
@@ -80,7 +81,8 @@ def export_model(
 
     ``checkpoint``: weights to load; a litevision weights file or run folder also sets the model (then
     ``model_spec`` may be ``None``), its class count and its preprocessing.
-    ``model`` may pass an already-built (e.g. trained) model instead of building one from ``model_spec``.
+    ``model`` may pass an already-built (e.g. trained) model instead of building one from ``model_spec``,
+    with ``data_config`` its input size and normalization (default: the model card's).
     ``images``: folder or dataset used for calibration and the real-image parity checks (default: the
     bundled Fashion-MNIST subset). ``input_size``: (H, W) or (C, H, W); default the model card's.
     """
@@ -90,13 +92,14 @@ def export_model(
         raise UserError("--verify-batch must be at least 2 (batch 1 is always checked too)")
     if model is None and checkpoint is None and model_spec and is_litevision_weights(model_spec):
         model_spec, checkpoint = None, model_spec  # a run folder / weights file given as the model
+    own_model = model is None
     if model is None:
         model, cfg, model_spec = load_model_for_deploy(model_spec, checkpoint=checkpoint, num_classes=num_classes,
                                                        in_chans=in_chans, input_size=input_size)
     else:
-        cfg = resolve_data_config(model_spec, input_size, in_chans=in_chans)
+        cfg = data_config or resolve_data_config(model_spec, input_size, in_chans=in_chans)
     reference = copy.deepcopy(model).eval()
-    deploy = fuse_model(model)
+    deploy = fuse_model(model if own_model else copy.deepcopy(model))  # never change the caller's model
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = str(model_spec).replace(":", "_").replace("/", "_")

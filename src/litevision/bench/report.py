@@ -1,0 +1,305 @@
+"""The comparison report: one table (Markdown, CSV, JSON), per-class recall, plots and a self-contained HTML
+page (plots embedded as base64 PNG, no external files or scripts), plus a checker for that page."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass
+class CompareRow:
+    """One model in a comparison. Accuracy figures are percentages; ``status`` is ``ok`` or ``failed``."""
+
+    model: str
+    weights: str
+    status: str = "ok"
+    error: str = ""
+    top1: float | None = None
+    top5: float | None = None
+    balanced_accuracy: float | None = None
+    macro_f1: float | None = None
+    recall: dict[str, float | None] = field(default_factory=dict)
+    threshold_line: str | None = None
+    params: int | None = None
+    macs: int | None = None
+    backend: str = "eager"
+    latency_ms: float | None = None
+    latency_p90_ms: float | None = None
+    throughput: float | None = None
+    exportable: str = "not checked"
+    export_note: str = ""
+    train_seconds: float | None = None
+
+    def flat(self) -> dict[str, Any]:
+        """One CSV row: scalar fields plus ``recall[<class>]`` columns."""
+        d = {k: v for k, v in asdict(self).items() if k != "recall"}
+        d.update({f"recall[{k}]": v for k, v in self.recall.items()})
+        return d
+
+
+@dataclass
+class CompareReport:
+    rows: list[CompareRow]
+    setup: dict[str, Any]
+    skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"setup": self.setup, "rows": [asdict(r) for r in self.rows], "skipped": self.skipped,
+                "notes": self.notes}
+
+    def markdown(self) -> str:
+        s = self.setup
+        lines = [
+            "# Model comparison", "",
+            f"Test set: **{s.get('dataset')}** ({s.get('split')}, {s.get('num_samples')} images), input "
+            f"{_size(s.get('input_size'))}, one metric code (`litevision.engine.evaluate`). Speed: "
+            f"{s.get('backend')} backend, {s.get('threads')} thread(s), latency at batch 1 (median / p90), "
+            f"throughput at batch {s.get('bench_batch')}; MACs at the input size.", "",
+            "| model | weights | top-1 % | bal. acc % | params (M) | MACs (M) | latency ms (median / p90) | "
+            "img/s | ONNX, standard ops |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for r in self.rows:
+            if r.status != "ok":
+                lines.append(f"| {r.model} | {r.weights} | failed: {_md(r.error)} | | | | | | |")
+                continue
+            lines.append(
+                f"| {r.model} | {r.weights} | {_f(r.top1, 2)} | {_f(r.balanced_accuracy, 2)} | "
+                f"{_f(r.params and r.params / 1e6, 3)} | {_f(r.macs and r.macs / 1e6, 1)} | "
+                f"{_f(r.latency_ms, 2)} / {_f(r.latency_p90_ms, 2)} | {_f(r.throughput, 1)} | "
+                f"{r.exportable}{' (' + _md(r.export_note) + ')' if r.export_note else ''} |")
+        classes = self.class_names()
+        if classes:
+            lines += ["", "## Per-class recall (%)", "", "| model | " + " | ".join(classes) + " |",
+                      "|---|" + "---:|" * len(classes)]
+            for r in self.rows:
+                if r.status == "ok":
+                    lines.append(f"| {r.model} | " + " | ".join(_f(r.recall.get(c), 1) for c in classes) + " |")
+        thresholds = [r for r in self.rows if r.threshold_line]
+        if thresholds:
+            lines += ["", "## Threshold report (two classes)", ""]
+            lines += [f"- {r.model}: `{r.threshold_line}`" for r in thresholds]
+        if self.skipped or self.notes:
+            lines += ["", "## Notes", ""] + [f"- skipped: {m}" for m in self.skipped] + [f"- {n}" for n in self.notes]
+        return "\n".join(lines) + "\n"
+
+    def class_names(self) -> list[str]:
+        for r in self.rows:
+            if r.recall:
+                return list(r.recall)
+        return []
+
+    def write(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+        """Write compare.md / .csv / .json, per_class_recall.csv, the two plots and index.html."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"markdown": out / "compare.md", "csv": out / "compare.csv", "json": out / "compare.json",
+                 "recall_csv": out / "per_class_recall.csv"}
+        paths["markdown"].write_text(self.markdown())
+        paths["json"].write_text(json.dumps(self.to_dict(), indent=2, default=str))
+        flat = [r.flat() for r in self.rows]
+        fields = list(dict.fromkeys(k for row in flat for k in row))
+        with paths["csv"].open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(flat)
+        with paths["recall_csv"].open("w", newline="") as f:
+            writer = csv.writer(f)
+            classes = self.class_names()
+            writer.writerow(["model", *classes])
+            for r in self.rows:
+                if r.status == "ok":
+                    writer.writerow([r.model, *(r.recall.get(c) for c in classes)])
+        plots = self.plots()
+        for name, png in plots.items():
+            paths[name] = out / f"{name}.png"
+            paths[name].write_bytes(png)
+        paths["html"] = out / "index.html"
+        paths["html"].write_text(self.html(plots))
+        return paths
+
+    def plots(self) -> dict[str, bytes]:
+        """``accuracy_vs_macs`` and ``accuracy_vs_throughput`` scatter plots as PNG bytes (matplotlib Agg)."""
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        ok = [r for r in self.rows if r.status == "ok" and r.top1 is not None]
+        specs = {"accuracy_vs_macs": ("Accuracy vs MACs", "MACs (M) at " + _size(self.setup.get("input_size")),
+                                      lambda r: r.macs / 1e6 if r.macs else None),
+                 "accuracy_vs_throughput": ("Accuracy vs throughput", f"throughput (img/s, "
+                                            f"{self.setup.get('backend')}, batch {self.setup.get('bench_batch')})",
+                                            lambda r: r.throughput)}
+        out = {}
+        for name, (title, xlabel, getx) in specs.items():
+            fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
+            points = [(getx(r), r.top1, r.model) for r in ok if getx(r)]
+            for x, y, label in points:
+                ax.scatter([x], [y], s=40)
+                ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+            if points and max(p[0] for p in points) / max(min(p[0] for p in points), 1e-9) > 20:
+                ax.set_xscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(f"top-1 (%) on {self.setup.get('dataset')}")
+            ax.grid(True, alpha=0.3)
+            ax.margins(x=0.25, y=0.15)  # room for the labels
+            ax.set_title(title)
+            fig.tight_layout()
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png")
+            plt.close(fig)
+            out[name] = buf.getvalue()
+        return out
+
+    def html(self, plots: dict[str, bytes]) -> str:
+        """One self-contained page: setup, table, per-class recall, threshold lines, embedded plots."""
+        e = html.escape
+        s = self.setup
+        head = ["model", "weights", "top-1 %", "bal. acc %", "macro F1 %", "params (M)", "MACs (M)",
+                "latency ms median", "p90", "img/s", "ONNX, standard ops"]
+        body = []
+        for r in self.rows:
+            if r.status != "ok":
+                body.append(f"<tr><td>{e(r.model)}</td><td>{e(r.weights)}</td>"
+                            f"<td colspan='{len(head) - 2}' class='err'>failed: {e(r.error)}</td></tr>")
+                continue
+            export = e(r.exportable) + (f" <small>({e(r.export_note)})</small>" if r.export_note else "")
+            cells = [e(r.model), e(r.weights), _f(r.top1, 2), _f(r.balanced_accuracy, 2), _f(r.macro_f1, 2),
+                     _f(r.params and r.params / 1e6, 3), _f(r.macs and r.macs / 1e6, 1), _f(r.latency_ms, 2),
+                     _f(r.latency_p90_ms, 2), _f(r.throughput, 1), export]
+            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        classes = self.class_names()
+        recall_rows = "".join(
+            f"<tr><td>{e(r.model)}</td>" + "".join(f"<td>{_f(r.recall.get(c), 1)}</td>" for c in classes) + "</tr>"
+            for r in self.rows if r.status == "ok")
+        parts = [
+            "<!DOCTYPE html>", "<html lang='en'>", "<head>", "<meta charset='utf-8'>",
+            "<title>litevision comparison</title>",
+            "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
+            "margin:1em 0}td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}td:first-child,"
+            "th:first-child,td:nth-child(2){text-align:left}th{background:#eee}.err{color:#b00;text-align:left}"
+            "img{max-width:48%;margin-right:1%}</style>",
+            "</head>", "<body>", "<h1>Model comparison</h1>",
+            f"<p>Test set <b>{e(str(s.get('dataset')))}</b> ({e(str(s.get('split')))}, {e(str(s.get('num_samples')))}"
+            f" images), input {e(_size(s.get('input_size')))}, one metric code. Speed: {e(str(s.get('backend')))}"
+            f" backend, {e(str(s.get('threads')))} thread(s), latency at batch 1, throughput at batch "
+            f"{e(str(s.get('bench_batch')))}.</p>",
+            "<table>", "<tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>", *body, "</table>",
+        ]
+        if classes:
+            parts += ["<h2>Per-class recall (%)</h2>", "<table>",
+                      "<tr><th>model</th>" + "".join(f"<th>{e(c)}</th>" for c in classes) + "</tr>", recall_rows,
+                      "</table>"]
+        lines = [r for r in self.rows if r.threshold_line]
+        if lines:
+            parts += ["<h2>Threshold report</h2>", "<ul>"]
+            parts += [f"<li>{e(r.model)}: <code>{e(r.threshold_line or '')}</code></li>" for r in lines]
+            parts.append("</ul>")
+        parts.append("<h2>Plots</h2>")
+        parts += [f"<img alt='{e(name)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+                  for name, png in plots.items()]
+        if self.skipped or self.notes:
+            parts += ["<h2>Notes</h2>", "<ul>"]
+            parts += [f"<li>skipped: {e(m)}</li>" for m in self.skipped] + [f"<li>{e(n)}</li>" for n in self.notes]
+            parts.append("</ul>")
+        setup = "".join(f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>" for k, v in s.items())
+        parts += ["<h2>Setup</h2>", "<table>", setup, "</table>", "</body>", "</html>"]
+        return "\n".join(parts) + "\n"
+
+
+def _size(size: Any) -> str:
+    return "x".join(str(v) for v in size[-2:]) if size else "?"
+
+
+def _f(v: float | None, digits: int) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "/").replace("\n", " ")
+
+
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+class _Checker(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.problems: list[str] = []
+        self.images = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in _VOID:
+            self.stack.append(tag)
+        for name, value in attrs:
+            if name in ("src", "href") and value and not value.startswith(("data:", "#")):
+                self.problems.append(f"<{tag}> refers to an external resource: {value[:80]}")
+        if tag == "img":
+            src = dict(attrs).get("src") or ""
+            prefix = "data:image/png;base64,"
+            if not src.startswith(prefix):
+                self.problems.append("an <img> is not an embedded PNG")
+                return
+            try:
+                data = base64.b64decode(src[len(prefix):], validate=True)
+            except ValueError:
+                self.problems.append("an <img> holds invalid base64")
+                return
+            if not data.startswith(PNG_MAGIC):
+                self.problems.append("an <img> does not decode to a PNG")
+            self.images += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.problems.append(f"unbalanced </{tag}> (open: {'/'.join(self.stack[-3:])})")
+            if tag in self.stack:
+                while self.stack and self.stack.pop() != tag:
+                    pass
+            return
+        self.stack.pop()
+
+
+def check_html(path: str | os.PathLike[str]) -> list[str]:
+    """Problems that would stop the page from rendering as one self-contained file (empty = fine):
+    unbalanced tags, external references, images that are not embedded PNGs."""
+    text = Path(path).read_text()
+    checker = _Checker()
+    checker.feed(text)
+    checker.close()
+    problems = list(checker.problems)
+    if checker.stack:
+        problems.append(f"unclosed tags: {', '.join(checker.stack)}")
+    if not text.lstrip().lower().startswith("<!doctype html>"):
+        problems.append("missing <!DOCTYPE html>")
+    return problems
+
+
+def screenshot_html(path: str | os.PathLike[str], png: str | os.PathLike[str], *, timeout: float = 60) -> Path | None:
+    """Render the page with a headless Chromium into ``png``; ``None`` when no Chromium is installed."""
+    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)),
+                   None)
+    if browser is None:
+        return None
+    png = Path(png).resolve()
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--screenshot={png}",
+           "--window-size=1280,1600", Path(path).resolve().as_uri()]
+    subprocess.run(cmd, check=False, capture_output=True, timeout=timeout)
+    return png if png.is_file() else None
