@@ -153,6 +153,28 @@ class LSConv(nn.Module):
         return self.bn(self.ska(x, self.lkp(x))) + x
 
 
+def bicubic_resize_matrix(ruler: Tensor, n_in: int) -> Tensor:
+    """(n_out, n_in) matrix ``M`` such that ``M @ v`` resizes ``v`` (n_in samples along its first axis) to
+    ``n_out = len(ruler)`` samples exactly like ``F.interpolate(mode="bicubic", align_corners=False)``:
+    source ``(dst + 0.5) * n_in / n_out - 0.5``, Keys' cubic with a = -0.75, indices clamped at the borders.
+
+    ``ruler`` is any 1-D floating tensor of the target length; positions are derived from it (not from a
+    Python int) so the length stays symbolic when the graph is traced for ONNX.
+    """
+    a = -0.75
+    ones = ruler.new_ones(1).expand_as(ruler)  # not ones_like: the ONNX exporter folds that to a constant
+    dst = ones.cumsum(0) - 1
+    src = (dst + 0.5) * (n_in / ones.sum()) - 0.5
+    base = src.floor()
+    t = (src - base).unsqueeze(1)
+    near = lambda x: ((a + 2) * x - (a + 3)) * x * x + 1  # noqa: E731 - |x| <= 1
+    far = lambda x: ((a * x - 5 * a) * x + 8 * a) * x - 4 * a  # noqa: E731 - 1 < |x| < 2
+    weights = torch.cat([far(t + 1), near(t), near(1 - t), far(2 - t)], 1)  # (n_out, 4)
+    taps = (base.unsqueeze(1) + torch.arange(-1, 3, device=ruler.device)).clamp(0, n_in - 1)
+    hits = taps.unsqueeze(-1) == torch.arange(n_in, device=ruler.device).to(ruler.dtype)  # (n_out, 4, n_in)
+    return (weights.unsqueeze(-1) * hits).sum(1)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with a depthwise 3x3 on the queries and a learned relative-position bias
     (LeViT/EfficientViT style) defined on a ``resolution``×``resolution`` token grid."""
@@ -176,16 +198,19 @@ class Attention(nn.Module):
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, len(offsets)))
         self.register_buffer("attention_bias_idxs", torch.tensor(idxs, dtype=torch.long).view(len(points), -1))
 
-    def attention_bias(self, num_tokens: int) -> Tensor:
-        """(heads, N, N) bias; bicubically resized when the token count differs from the table's grid.
+    def attention_bias(self, ruler: Tensor) -> Tensor:
+        """(heads, N, N) bias for ``N = len(ruler)`` tokens, bicubically resized when N differs from the
+        table's grid.
 
-        Graph capture always emits the resize (an identity at the table's own size) so one exported graph
-        serves every input size.
+        The resize is the official detection code's ``F.interpolate(bias, (N, N), mode="bicubic")``, written
+        as two matrix products so a traced graph keeps ``N`` symbolic: graph capture always emits it (an exact
+        identity at the table's own size) and one exported graph serves every input size.
         """
         bias = self.attention_biases[:, self.attention_bias_idxs]
-        if num_tokens != bias.shape[-1] or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-            bias = F.interpolate(bias.unsqueeze(0), size=(num_tokens, num_tokens), mode="bicubic",
-                                 align_corners=False).squeeze(0)
+        capturing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
+        if capturing or ruler.shape[0] != bias.shape[-1]:
+            resize = bicubic_resize_matrix(ruler, bias.shape[-1])
+            bias = resize @ bias @ resize.transpose(0, 1)
         return bias
 
     def forward(self, x: Tensor) -> Tensor:
@@ -194,7 +219,7 @@ class Attention(nn.Module):
         q = self.dw(q)
         # (B, heads*d, H, W) -> (B, heads, d, N)
         q, k, v = (t.flatten(2).unflatten(1, (self.num_heads, -1)) for t in (q, k, v))
-        attn = (q.transpose(-2, -1) @ k) * self.scale + self.attention_bias(q.shape[-1])
+        attn = (q.transpose(-2, -1) @ k) * self.scale + self.attention_bias(q[0, 0, 0])
         attn = attn.softmax(dim=-1)
         x = (v @ attn.transpose(-2, -1)).flatten(1, 2).unflatten(2, (h, w))
         return self.proj(x)
@@ -345,31 +370,52 @@ def _create(cfg: LSNetCfg, *, distillation: bool, **kwargs) -> LSNet:
     return LSNet(cfg, distillation=distillation, **kwargs)
 
 
-_PAPER = "LSNet: See Large, Focus Small"
-_NOTES = ("params are the paper's deploy counts (Conv-BN, BN-Linear and RepVGG-DW folded by fuse()); "
-          "MACs count SKA as B*C*H*W*9 through its registered formula; stage-4 attention bias is "
-          "resized bicubically at inputs other than 224")
+@dataclass(frozen=True)
+class Variant:
+    """A registered variant with the paper's figures (Table 1; params are deploy/fused counts)."""
 
-# name: (config, distilled, paper params M (fused), paper MACs G, paper top-1) — paper Table 1 / README
-VARIANTS: dict[str, tuple[LSNetCfg, bool, float, float, float]] = {
-    "lsnet_t": (LSNetCfg(embed_dim=(64, 128, 256, 384), depth=(0, 2, 8, 10)), False, 11.4, 0.3, 74.9),
-    "lsnet_s": (LSNetCfg(embed_dim=(96, 192, 320, 448), depth=(1, 2, 8, 10)), False, 16.1, 0.5, 77.8),
-    "lsnet_b": (LSNetCfg(embed_dim=(128, 256, 384, 512), depth=(4, 6, 8, 10)), False, 23.2, 1.3, 80.3),
-    "lsnet_t_distill": (LSNetCfg(embed_dim=(64, 128, 256, 384), depth=(0, 2, 8, 10)), True, 11.4, 0.3, 76.1),
-    "lsnet_s_distill": (LSNetCfg(embed_dim=(96, 192, 320, 448), depth=(1, 2, 8, 10)), True, 16.1, 0.5, 79.0),
-    "lsnet_b_distill": (LSNetCfg(embed_dim=(128, 256, 384, 512), depth=(4, 6, 8, 10)), True, 23.2, 1.3, 81.6),
+    cfg: LSNetCfg
+    distilled: bool
+    params_m: float
+    macs_g: float
+    top1: float
+    complexity_tol: float  # the paper gives MACs to 0.1 G: T/S within that rounding, B see _NOTES
+
+
+_T = LSNetCfg(embed_dim=(64, 128, 256, 384), depth=(0, 2, 8, 10))
+_S = LSNetCfg(embed_dim=(96, 192, 320, 448), depth=(1, 2, 8, 10))
+_B = LSNetCfg(embed_dim=(128, 256, 384, 512), depth=(4, 6, 8, 10))
+
+VARIANTS: dict[str, Variant] = {
+    "lsnet_t": Variant(_T, False, 11.4, 0.3, 74.9, 0.17),
+    "lsnet_s": Variant(_S, False, 16.1, 0.5, 77.8, 0.10),
+    "lsnet_b": Variant(_B, False, 23.2, 1.3, 80.3, 0.05),
+    "lsnet_t_distill": Variant(_T, True, 11.4, 0.3, 76.1, 0.17),
+    "lsnet_s_distill": Variant(_S, True, 16.1, 0.5, 79.0, 0.10),
+    "lsnet_b_distill": Variant(_B, True, 23.2, 1.3, 81.6, 0.05),
 }
 
-for _name, (_cfg, _distill, _params, _macs, _top1) in VARIANTS.items():
-    register_model(_name, partial(_create, _cfg, distillation=_distill), ModelCard(
+_NOTES = (
+    "Params are the paper's deploy counts: Conv-BN, BN-Linear and RepVGG-DW folded by fuse() (T 11,370,488, "
+    "S 16,098,232, B 23,249,320; unfused 11,409,832 / 16,146,304 / 23,313,608, as the official code). MACs at "
+    "224 count convolutions, matmuls, SKA (B*C*H*W*9) and LKP's GroupNorm (5 per element, fvcore's rule): "
+    "T 0.316 G, S 0.538 G, B 1.247 G. The paper gives 0.3 / 0.5 / 1.3 G (fvcore, one decimal); B's 1.247 G "
+    "rounds to 1.2, so its tolerance is 5% instead of the rounding half-unit (3.8%). Inputs other than 224 "
+    "resize the stage-4 attention bias bicubically (official detection code). Distilled variants return the "
+    "mean of both heads in train mode too unless set_distilled_training(True)."
+)
+
+for _name, _v in VARIANTS.items():
+    register_model(_name, partial(_create, _v.cfg, distillation=_v.distilled), ModelCard(
         family="lsnet",
-        paper=_PAPER,
+        paper="LSNet: See Large, Focus Small",
         paper_url="https://arxiv.org/abs/2503.23135",
         venue="CVPR 2025",
-        paper_params_m=_params, paper_macs_g=_macs, paper_top1=_top1,
+        paper_params_m=_v.params_m, paper_macs_g=_v.macs_g, paper_top1=_v.top1,
         crop_pct=0.9,
         interpolation="bicubic",
         reference=(f"official:THU-MIG/lsnet {_name}.pth", f"hf_hub:jameslahm/{_name}"),
+        complexity_tol=_v.complexity_tol,
         params_fused=True,
         notes=_NOTES,
     ))

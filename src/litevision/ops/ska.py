@@ -26,6 +26,7 @@ Implementations, all computing the same function:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 
 import torch
@@ -36,13 +37,22 @@ __all__ = ["SKA", "ska", "ska_decomposed", "ska_macs", "ska_reference", "ska_shi
 
 
 def _check(x: Tensor, w: Tensor) -> tuple[int, int, int]:
-    """Validate shapes; return (weight rows G, kernel size k, padding)."""
+    """Validate shapes; return (weight rows G, kernel size k, padding).
+
+    While tracing, shapes are read as plain ints without the checks (they ran in eager mode already and
+    would only add "converting a tensor to a Python boolean" warnings to the trace).
+    """
     if x.dim() != 4 or w.dim() != 5:
         raise ValueError(f"ska expects x (B, C, H, W) and w (B, G, k*k, H, W), got {tuple(x.shape)} and "
                          f"{tuple(w.shape)}")
-    b, c, h, wd = x.shape
+    if torch.jit.is_tracing():
+        with warnings.catch_warnings():  # G and k are architecture constants, fine to bake into the trace
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            groups, ks = int(w.shape[1]), math.isqrt(int(w.shape[2]))
+        return groups, ks, ks // 2
     groups, taps = w.shape[1], w.shape[2]
     ks = math.isqrt(taps)
+    b, c, h, wd = x.shape
     if ks * ks != taps or ks % 2 == 0:
         raise ValueError(f"ska: w.shape[2] must be k*k for an odd k, got {taps}")
     if w.shape[0] != b or tuple(w.shape[3:]) != (h, wd):
