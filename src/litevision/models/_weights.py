@@ -13,6 +13,7 @@ Anything else raises :class:`CheckpointMismatchError` naming missing, unexpected
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,7 +42,10 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
 
         return load_file(str(path), device="cpu")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # DeiT-style training checkpoints (the official LSNet/RepViT/EfficientViT scripts) also pickle the
+        # run's argparse.Namespace next to the weights: a plain data container, safe to allow
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle.UnpicklingError for code objects, RuntimeError for corrupt zips
         raise CheckpointMismatchError(
             f"cannot read {path} as a weights-only checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})"
