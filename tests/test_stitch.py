@@ -122,3 +122,16 @@ def test_stitch_errors_are_clear() -> None:
         stitch(model, "epsa", where="stages", out_channels=8)
     with pytest.raises(UserError, match="unknown module"):
         stitch(model, "not_a_module", where="stages")
+
+
+def test_create_model_stitch_option_and_round_trip() -> None:
+    specs = [{"module": "eca", "where": "stages"}, ("simam", ["stages.1.*"])]
+    model = lv.create_model("mobilenetv2_050", num_classes=3, stitch=specs).eval()
+    assert [r["module"] for r in model.stitched][:1] == ["eca"] and model.stitched[-1]["module"] == "simam"
+    clone = lv.create_model("mobilenetv2_050", num_classes=3, stitch=specs).eval()
+    lv.load_checkpoint(clone, model.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(clone(x), model(x))
+    with pytest.raises(UserError, match="expected keys"):
+        lv.create_model("mobilenetv2_050", stitch=[{"module": "eca", "were": "stages"}])

@@ -46,10 +46,13 @@ def create_model(
     raises ``TypeError``. ``in_chans`` defaults to the card's input channels (3 for images, 1 for a
     hyperspectral cube channel). ``checkpoint_path`` loads weights (ours, torchvision, timm or the official
     layout, auto-detected). ``features_only=True`` returns a :class:`FeatureExtractor` whose forward gives
-    the stage outputs selected by ``out_indices``.
+    the stage outputs selected by ``out_indices``. ``stitch=[{"module": "eca", "where": "stages"}, ...]``
+    inserts plug-in modules (see :func:`litevision.modules.stitch.apply_stitch_specs`) after the
+    checkpoint is loaded; it travels in ``model.kwargs`` of training configs and weights metadata.
     """
     entry = MODELS.get(name)
     kwargs = {k: v for k, v in overrides.items() if v is not None}
+    stitch_specs = kwargs.pop("stitch", None)  # plug-in modules to insert (litevision.modules.stitch)
     in_chans = entry.meta.input_size[0] if in_chans is None else in_chans
     try:
         model = entry.fn(num_classes=num_classes, in_chans=in_chans, **kwargs)
@@ -64,6 +67,10 @@ def create_model(
         from litevision.models._weights import load_checkpoint
 
         load_checkpoint(model, checkpoint_path)
+    if stitch_specs:  # after the (base-model) checkpoint: the inserted modules start fresh
+        from litevision.modules.stitch import apply_stitch_specs
+
+        apply_stitch_specs(model, stitch_specs)
     if features_only:
         return FeatureExtractor(model, out_indices)
     if out_indices is not None:

@@ -238,3 +238,33 @@ def _check(model: nn.Module, x: Tensor) -> None:
                 raise RuntimeError(f"stitch broke feature_info: stage channels {got}, expected {want}")
     finally:
         model.train(was_training)
+
+
+def normalize_stitch_specs(specs: Any) -> list[dict[str, Any]]:
+    """Stitch specs as a list of ``{"module", "where", "kwargs"}`` dicts.
+
+    Accepted forms: one dict or a list of dicts (``{"module": "eca", "where": "stages", "kwargs": {...}}``,
+    ``where`` defaults to "stages"), or ``(module, where)`` pairs. Unknown keys are errors.
+    """
+    items = [specs] if isinstance(specs, dict | str) else list(specs)
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            item = {"module": item}
+        elif not isinstance(item, dict):
+            module, where = item
+            item = {"module": module, "where": where}
+        unknown = set(item) - {"module", "where", "kwargs"}
+        if unknown or "module" not in item:
+            raise UserError(f"stitch spec {item!r}: expected keys module, where (optional), kwargs (optional)")
+        where = item.get("where", "stages")
+        out.append({"module": str(item["module"]), "where": where if isinstance(where, str) else list(where),
+                    "kwargs": dict(item.get("kwargs") or {})})
+    return out
+
+
+def apply_stitch_specs(model: nn.Module, specs: Any) -> nn.Module:
+    """Apply :func:`stitch` for each spec (see :func:`normalize_stitch_specs`), in order."""
+    for spec in normalize_stitch_specs(specs):
+        stitch(model, spec["module"], where=spec["where"], **spec["kwargs"])
+    return model
