@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -72,19 +74,25 @@ def paired_models(name: str) -> tuple[nn.Module, nn.Module]:
     return ours, ref
 
 
-def time_interleaved(fns: list[Callable[[], object]], warmup: int, runs: int) -> list[TimingStats]:
-    """Time each function ``runs`` times, alternating the order every round."""
+def time_interleaved(fns: list[Callable[[], object]], warmup: int, runs: int) -> list[tuple[TimingStats, float]]:
+    """Time each function ``runs`` times, alternating the order every round.
+
+    Returns per function the wall-clock statistics and the median process CPU time in ms (all threads): on a
+    machine shared with other jobs, CPU time shows the work done even when wall time shows mostly waiting.
+    """
     for _ in range(warmup):
         for fn in fns:
             fn()
-    samples: list[list[float]] = [[] for _ in fns]
+    wall: list[list[float]] = [[] for _ in fns]
+    cpu: list[list[float]] = [[] for _ in fns]
     for r in range(runs):
         order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
         for i in order:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fns[i]()
-            samples[i].append(time.perf_counter() - start)
-    return [TimingStats.from_seconds(s) for s in samples]
+            wall[i].append(time.perf_counter() - start)
+            cpu[i].append(time.process_time() - start_cpu)
+    return [(TimingStats.from_seconds(w), 1e3 * statistics.median(c)) for w, c in zip(wall, cpu)]
 
 
 def bench_pair(name: str, batches: tuple[int, ...], warmup: int, runs: int, size: int | None) -> list[dict]:
@@ -97,13 +105,16 @@ def bench_pair(name: str, batches: tuple[int, ...], warmup: int, runs: int, size
         for batch in batches:
             x = torch.randn(batch, 3, *hw).to(memory_format=fmt)
             with torch.inference_mode():
-                stats_ours, stats_ref = time_interleaved([partial(ours, x), partial(ref, x)], warmup, runs)
+                (stats_ours, cpu_ours), (stats_ref, cpu_ref) = time_interleaved(
+                    [partial(ours, x), partial(ref, x)], warmup, runs)
             rows.append({
                 "model": name, "reference": PAIRS[name][0], "layout": layout, "batch": batch,
                 "input_size": [3, *hw],
-                "ours_ms": _summary(stats_ours), "ref_ms": _summary(stats_ref),
+                "ours_ms": {**_summary(stats_ours), "cpu_median": round(cpu_ours, 3)},
+                "ref_ms": {**_summary(stats_ref), "cpu_median": round(cpu_ref, 3)},
                 "ratio": round(stats_ref.median_ms / stats_ours.median_ms, 3),
                 "ratio_min": round(stats_ref.min_ms / stats_ours.min_ms, 3),
+                "ratio_cpu": round(cpu_ref / cpu_ours, 3),
             })
             print(_format_row(rows[-1]), flush=True)
     return rows
@@ -117,7 +128,7 @@ def _format_row(row: dict) -> str:
     o, r = row["ours_ms"], row["ref_ms"]
     cells = [row["model"], row["reference"], row["layout"], str(row["batch"]),
              f"{o['median']:.2f} ({o['min']:.2f}-{o['max']:.2f})", f"{r['median']:.2f} ({r['min']:.2f}-{r['max']:.2f})",
-             f"{row['ratio']:.2f}", f"{row['ratio_min']:.2f}"]
+             f"{row['ratio']:.2f}", f"{row['ratio_min']:.2f}", f"{row['ratio_cpu']:.2f}"]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -139,9 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--runs must be at least 5")
 
     torch.manual_seed(0)
+    load_before = list(os.getloadavg())
     print("| model | reference | layout | batch | ours ms median (min-max) | ref ms median (min-max) "
-          "| ratio | ratio of mins |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| ratio | ratio of mins | ratio of CPU times |")
+    print("|---|---|---|---|---|---|---|---|---|")
     rows = []
     with fixed_threads(args.threads):
         for name in models:
@@ -152,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
             "processor": platform.processor(), "threads": args.threads, "runs": runs, "warmup": warmup,
             "quick": args.quick, "ratio": "reference median / our median (>= 0.95: ours is not slower)",
-            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "ratio_cpu": "reference / our median process CPU time (robust to other jobs on the machine)",
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpu_count": os.cpu_count(),
+            "load_average_1_5_15_before": load_before, "load_average_1_5_15_after": list(os.getloadavg()),
         },
         "results": rows,
         "slower_than_reference": [f"{r['model']} {r['layout']} b{r['batch']}: {r['ratio']}" for r in slower],

@@ -59,8 +59,10 @@ class ShuffleUnitV1(nn.Module):
         mid_chs = int(out_chs * bottleneck_ratio)
         branch_chs = out_chs - in_chs if stride > 1 else out_chs
         first_groups = groups if group_first_conv else 1
-        for what, chs in (("bottleneck", mid_chs), ("branch output", branch_chs), ("input", in_chs * (
-                first_groups > 1))):
+        widths = {"bottleneck": mid_chs, "branch output": branch_chs}
+        if first_groups > 1:
+            widths["input"] = in_chs
+        for what, chs in widths.items():
             if chs % groups:
                 raise ValueError(f"ShuffleNet unit {in_chs}->{out_chs}: {what} width {chs} is not divisible "
                                  f"by {groups} groups")
