@@ -252,6 +252,8 @@ class Trainer:
         else:
             base = nn.CrossEntropyLoss(label_smoothing=a.smoothing)
         self.loss_fn = TrainLoss(base, self._build_teacher(), cfg.distill.type, cfg.distill.alpha, cfg.distill.tau)
+        if cfg.distill.type != "none" and hasattr(self.model, "set_distilled_training"):
+            self.model.set_distilled_training(True)  # distilled variants return (head, head_dist) in training
 
         self.ddp = None
         if dist.enabled:
@@ -423,10 +425,11 @@ class Trainer:
                   f"{self.pre.norm_source}); "
                   f"{self.total_epochs} epochs x {self.updates_per_epoch} updates, global batch {self.global_batch}, "
                   f"lr {self.lr:.3g}, device {self.device}, {self.dist.world_size} process(es) -> {self.run_dir}")
-        stopped = False
-        while self.epoch < self.total_epochs and not stopped:
-            stopped = self._train_epoch(max_steps)
-            self._end_epoch(full=not stopped)
+        while self.epoch < self.total_epochs and not (max_steps and self.step >= max_steps):
+            partial = self._train_epoch(max_steps)
+            self._end_epoch(full=not partial)
+            if partial:
+                break
         return self._finish()
 
     def _train_epoch(self, max_steps: int) -> bool:
@@ -647,8 +650,10 @@ def train(config: TrainConfig, *, run_dir: str | os.PathLike[str] | None = None,
     Under torchrun every process calls this; rank 0 writes the files.
     """
     cfg = copy.deepcopy(config)
+    owns_group = not torch.distributed.is_initialized()  # a caller's process group is left to the caller
     dist = D.setup(cfg.run.device)
-    owns_group = dist.enabled
+    owns_group = owns_group and dist.enabled
+    threads = torch.get_num_threads()
     try:
         with _deterministic(cfg.run.deterministic):
             target = Path(run_dir) if run_dir is not None else _new_run_dir(cfg)
@@ -663,6 +668,7 @@ def train(config: TrainConfig, *, run_dir: str | os.PathLike[str] | None = None,
             D.barrier(dist)
             return Trainer(cfg, dist, target, resuming=resume).run()
     finally:
+        torch.set_num_threads(threads)
         if owns_group:
             D.cleanup(dist)
 

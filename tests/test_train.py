@@ -1,0 +1,226 @@
+"""Training: smoke run, exact resume after SIGKILL, NaN stop, config errors, recipes, distillation, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from litevision.cli.main import main as cli_main
+from litevision.data import list_datasets
+from litevision.engine import (
+    NonFiniteLossError,
+    build_eval_dataset,
+    evaluate,
+    list_recipes,
+    load_config,
+    load_trained_model,
+    preprocess_from_metadata,
+    train,
+)
+from litevision.engine import trainer as trainer_mod
+from litevision.engine.checkpoint import CheckpointStore, load_state
+from litevision.engine.config import ConfigError, find_recipe
+from litevision.errors import UserError
+from litevision.models import list_models
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny(tmp_path: Path, name: str, *extra: str) -> list[str]:
+    """Overrides for a seconds-long run: 4-class 16x16 synthetic data, MobileNetV2-0.35, one thread."""
+    return [
+        "model.name=mobilenetv2_035", "data.name=synthetic", "data.input_size=16", "data.batch_size=16",
+        "data.options={image_size: 16, train_size: 64, test_size: 32, num_classes: 4}", "data.workers=0",
+        "sched.epochs=2", "run.threads=1", "run.log_every=1", f"run.output={tmp_path}", f"run.name={name}",
+        "run.progress=false", *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> trainer_mod.RunResult:
+    tmp = tmp_path_factory.mktemp("runs")
+    cfg = load_config("quick", tiny(tmp, "tiny", "optim.lr=null", "optim.lr_base=0.001", "optim.lr_base_size=512",
+                                    "run.checkpoint_every=3"))
+    return train(cfg)
+
+
+def test_smoke_run_writes_a_complete_run_folder(tiny_run: trainer_mod.RunResult) -> None:
+    run = tiny_run.run_dir
+    for name in ("config.yaml", "log.csv", "log.jsonl", "results.json", "last.json", "best.safetensors",
+                 "last.safetensors", "eval/metrics.json", "eval/confusion_matrix.png"):
+        assert (run / name).is_file(), name
+    m = tiny_run.metrics
+    assert m["updates"] == 8 and m["epochs"] == 2 and m["global_batch"] == 16
+    assert m["lr"] == pytest.approx(1e-3 * 16 / 512)  # lr_base scaled linearly by the global batch
+    assert json.loads((run / "results.json").read_text())["test_top1"] == m["test_top1"]
+    rows = (run / "log.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("epoch,step,lr,train_loss,val_top1")
+    steps = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps if s["kind"] == "step"] == list(range(1, 9))
+    # the resolved config is complete and reloadable
+    assert load_config(run / "config.yaml").model.name == "mobilenetv2_035"
+    # weights rebuild with their preprocessing and reproduce the run's test accuracy
+    model, meta = load_trained_model(run)
+    assert meta["class_names"] == [f"class_{i}" for i in range(4)] and meta["input_size"] == [3, 16, 16]
+    from litevision.engine import load_bundle
+
+    bundle = load_bundle("synthetic", {"image_size": 16, "train_size": 64, "test_size": 32, "num_classes": 4})
+    test_set = build_eval_dataset(bundle, preprocess_from_metadata(meta))
+    report = evaluate(model, test_set, class_names=meta["class_names"])
+    assert report.top1 == pytest.approx(m["test_top1"])
+    # trainer state is plain data: loads with weights_only=True
+    _, state_path, step = CheckpointStore(run).latest()
+    assert load_state(state_path)["step"] == step == 8
+
+
+def test_distillation_from_a_trained_teacher(tiny_run: trainer_mod.RunResult, tmp_path: Path) -> None:
+    cfg = load_config("quick", tiny(tmp_path, "student", "distill.type=hard", f"distill.teacher={tiny_run.run_dir}",
+                                    "run.max_steps=2", "optim.accum_steps=2", "data.val_split=none"))
+    result = train(cfg)
+    assert result.metrics["updates"] == 2 and result.best_checkpoint is None
+    cfg = load_config("quick", tiny(tmp_path, "student2", "distill.type=hard", "distill.teacher=mobilenetv2_035"))
+    with pytest.raises(UserError, match="teacher_checkpoint"):
+        train(cfg)
+
+
+def test_existing_run_needs_resume(tiny_run: trainer_mod.RunResult) -> None:
+    cfg = load_config(tiny_run.run_dir / "config.yaml")
+    with pytest.raises(UserError, match="--resume"):
+        train(cfg, run_dir=tiny_run.run_dir)
+
+
+def test_nan_loss_stops_with_last_good_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"n": 0}
+    forward = trainer_mod.TrainLoss.forward
+
+    def poisoned(self, inputs, outputs, targets):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        loss = forward(self, inputs, outputs, targets)
+        return loss * float("nan") if calls["n"] == 6 else loss
+
+    monkeypatch.setattr(trainer_mod.TrainLoss, "forward", poisoned)
+    cfg = load_config("quick", tiny(tmp_path, "nan", "run.checkpoint_every=2"))
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 1, update 6.*step-000000004"):
+        train(cfg)
+    weights, state, step = CheckpointStore(tmp_path / "nan").latest()
+    assert step == 4 and load_state(state)["step"] == 4
+    assert all(torch.isfinite(t).all() for t in load_file(weights).values())
+    assert cli_main(["train", "--resume", str(tmp_path / "nan"), "--set", "run.max_steps=5"]) == 0
+
+
+def test_config_errors_name_the_key(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ConfigError, match=r"unknown config key 'optim\.lrr'.*Did you mean: optim\.lr"):
+        load_config("quick", ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match="unknown config section 'optimizer'"):
+        load_config(None, ["optimizer.lr=1"])
+    with pytest.raises(ConfigError, match=r"data\.batch_size='big': expected int"):
+        load_config(None, ["data.batch_size=big"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["optim.lr"])
+    cfg = load_config(None, ["model.kwargs.drop_path_rate=1e-2", "aug.scale=[0.5, 1]", "optim.clip_grad=null"])
+    assert cfg.model.kwargs == {"drop_path_rate": 0.01} and cfg.aug.scale == (0.5, 1.0) and cfg.optim.clip_grad is None
+    assert cli_main(["train", "quick", "--set", "sched.epohcs=3"]) == 2
+    assert "sched.epohcs" in capsys.readouterr().err
+    with pytest.raises(UserError, match="recipe not found"):
+        find_recipe("no_such_recipe")
+
+
+def test_recipe_file_with_unknown_key(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("optim:\n  lr: 0.1\n  wieght_decay: 0.1\n")
+    with pytest.raises(ConfigError, match=r"r\.yaml: unknown config key 'optim\.wieght_decay'.*optim\.weight_decay"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("recipe", sorted(set(list_recipes())))
+def test_every_recipe_resolves(recipe: str) -> None:
+    cfg = load_config(recipe)
+    assert cfg.model.name in list_models() or ":" in cfg.model.name, cfg.model.name
+    assert cfg.data.name in list_datasets()
+
+
+def test_seed_recipes_match_the_papers() -> None:
+    lcnet = load_config("lcnet/lcnet_t")
+    assert (lcnet.optim.opt, lcnet.optim.lr, lcnet.optim.weight_decay, lcnet.sched.name) == ("adamw", 1e-3, 1e-3,
+                                                                                            "cosine")
+    for variant, wd in (("t", 0.025), ("s", 0.025), ("b", 0.05)):
+        c = load_config(f"lsnet/lsnet_{variant}")
+        assert (c.optim.opt, c.optim.eps, c.optim.lr, c.optim.lr_base, c.optim.lr_base_size) == ("adamw", 1e-8, None,
+                                                                                                 1e-3, 512)
+        assert (c.optim.weight_decay, c.optim.clip_grad, c.optim.clip_mode) == (wd, 0.02, "agc")
+        assert (c.sched.warmup_lr, c.sched.min_lr, c.ema.enabled, c.aug.smoothing) == (1e-6, 1e-5, True, 0.1)
+        assert c.aug.rand_augment and c.aug.mixup > 0 and c.aug.cutmix > 0
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "litevision.cli.main", "train", "quick", *args]
+
+
+def test_resume_after_sigkill_is_bitwise_identical(tmp_path: Path) -> None:
+    """A run killed with SIGKILL mid-epoch and resumed ends with exactly the weights of an uninterrupted run,
+    with every source of randomness on: RandAugment, random erasing, mixup/cutmix, drop-path, EMA, AGC,
+    gradient accumulation."""
+    sets = tiny(tmp_path, "x", "sched.epochs=3", "run.deterministic=true", "run.checkpoint_every=2",
+                "aug.rand_augment=rand-m9-mstd0.5", "aug.re_prob=0.25", "aug.mixup=0.8", "aug.cutmix=1.0",
+                "aug.smoothing=0.1", "ema.enabled=true", "ema.decay=0.9", "optim.clip_grad=0.02",
+                "optim.clip_mode=agc", "model.kwargs.drop_path_rate=0.1", "optim.accum_steps=2")
+    args = [a for s in sets if not s.startswith("run.name=") for a in ("--set", s)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    reference = subprocess.Popen(_cli(*args, "--name", "reference"), env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)
+    killed = subprocess.Popen(_cli(*args, "--name", "killed"), env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    pointer = tmp_path / "killed" / "last.json"
+    step, deadline = 0, time.monotonic() + 300
+    while killed.poll() is None and time.monotonic() < deadline:
+        try:
+            step = json.loads(pointer.read_text())["step"]
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            step = 0
+        if step >= 2:  # first mid-epoch checkpoint (epoch 1 of 3 has 2 updates... the kill lands in epoch 1-2)
+            killed.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    assert killed.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (tmp_path / "killed" / "results.json").exists()
+    resumed = subprocess.run([sys.executable, "-m", "litevision.cli.main", "train", "--resume",
+                              str(tmp_path / "killed")], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed" in resumed.stdout
+    _, err = reference.communicate()
+    assert reference.returncode == 0, err[-3000:]
+    for name in ("last.safetensors", f"checkpoints/step-{6:09d}.safetensors"):
+        a, b = load_file(tmp_path / "reference" / name), load_file(tmp_path / "killed" / name)
+        assert a.keys() == b.keys()
+        different = [k for k in a if not torch.equal(a[k], b[k])]
+        assert not different, f"{name}: {different[:5]}"
+    ref_log = (tmp_path / "reference" / "log.jsonl").read_text().splitlines()
+    res_log = (tmp_path / "killed" / "log.jsonl").read_text().splitlines()
+    assert len(ref_log) == len(res_log)  # the log was cut back to the checkpoint, not duplicated
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
+    if shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("torchrun not installed next to python")
+    sets = tiny(tmp_path, "ddp", "data.batch_size=8")
+    args = [a for s in sets for a in ("--set", s)]
+    cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m",
+           "litevision.cli.main", "train", "quick", *args]
+    proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "ddp" / "results.json").read_text())
+    assert result["world_size"] == 2 and result["global_batch"] == 16 and result["updates"] == 8
+    assert result["test_report"]["num_samples"] == 32  # sharded evaluation gathers every test sample once
+    assert proc.stdout.count("litevision train: done") == 1  # rank-0 logging
