@@ -30,6 +30,9 @@ from litevision.data.registry import DataBundle, build_dataset
 from litevision.engine.hsi_metrics import hsi_report, label_map, save_classification_maps
 from litevision.models import create_model
 
+# Roy et al. 2020, Table II (Indian Pines, 30% random training pixels)
+PAPER_INDIAN_PINES = {"oa": 0.9975, "aa": 0.9963, "kappa": 0.9971, "split": "random, 30% training pixels"}
+
 
 @dataclass(frozen=True)
 class HSIProtocol:
@@ -142,6 +145,76 @@ def write_maps(
     return save_classification_maps(path, bundle.extra["ground_truth"], predicted, bundle.class_names, title)
 
 
+def run_experiment(
+    bundle: DataBundle,
+    out_dir: str | os.PathLike[str],
+    name: str,
+    protocol: HSIProtocol = HSIProtocol(),
+    *,
+    title: str = "",
+    paper: dict[str, Any] | None = None,
+    save_model: bool = False,
+    eval_every: int = 0,
+    state_path: str | os.PathLike[str] | None = None,
+    command: str = "",
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train HybridSN on ``bundle`` (from a hyperspectral dataset) and write ``<name>.json`` (metrics,
+    split, protocol, timing) and ``<name>_map.png`` (ground truth vs prediction) to ``out_dir``.
+
+    ``eval_every`` > 0 records the test OA every that many epochs as a learning curve (monitoring only:
+    the evaluated weights are always the last epoch's). ``state_path`` makes the run resumable.
+    ``paper`` (the published figures) is stored next to ours.
+    """
+    torch.manual_seed(protocol.seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log(bundle.description)
+    n_components, patch_size = bundle.extra["n_components"], bundle.extra["patch_size"]
+    model = create_model("hybridsn", num_classes=bundle.num_classes, bands=n_components, patch_size=patch_size)
+
+    def monitor(row: dict[str, Any]) -> None:
+        if eval_every > 0 and row["epoch"] % eval_every == 0 and row["epoch"] < protocol.epochs:
+            row["test_oa"] = evaluate_bundle(model, bundle, protocol.batch_size)[0]["oa"]
+
+    start = time.perf_counter()
+    history = train_model(model, bundle.train, protocol, log, state_path, monitor)
+    train_seconds = sum(row["seconds"] for row in history)
+    wall_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    report, test_pred = evaluate_bundle(model, bundle, protocol.batch_size)
+    eval_seconds = time.perf_counter() - start
+    log(f"test OA {report['oa']:.4f}  AA {report['aa']:.4f}  kappa {report['kappa']:.4f}  ({eval_seconds:.0f}s)")
+    split = bundle.extra["split"]
+    title = title or f"HybridSN, {bundle.extra['scene']}, {split['split']} split"
+    map_path = write_maps(out / f"{name}_map.png", model, bundle, test_pred, protocol.batch_size,
+                          title=f"{title}: OA {100 * report['oa']:.2f}%")
+    if save_model:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / f"{name}.safetensors"))
+    result = {
+        "model": "hybridsn",
+        "dataset": bundle.extra["scene"],
+        "command": command,
+        "split": dict(split),
+        "data": {"n_components": n_components, "patch_size": patch_size, "pca_fitted_on": "training pixels",
+                 "pca_explained_variance": bundle.extra["pca_explained_variance"], "padding": "zeros"},
+        "protocol": {**asdict(protocol), "optimizer": "Adam", "loss": "cross-entropy",
+                     "weights_evaluated": "last epoch"},
+        "metrics": report,
+        "paper": paper,
+        "history": history,
+        "timing": {"train_seconds": train_seconds, "eval_seconds": eval_seconds, "wall_seconds": wall_seconds,
+                   "seconds_per_epoch": train_seconds / max(len(history), 1)},
+        "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                        "machine": platform.machine(), "python": platform.python_version()},
+        "map": map_path.name,
+    }
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
 def reproduce_indian_pines(
     split: str = "random",
     epochs: int = 100,
@@ -161,56 +234,12 @@ def reproduce_indian_pines(
     command: str = "",
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train HybridSN on Indian Pines and write ``<name>.json`` (metrics, protocol, timing) and
-    ``<name>_map.png`` (ground truth vs prediction) to ``out_dir``; returns the result dict.
-
-    ``eval_every`` > 0 records the test OA every that many epochs as a learning curve (monitoring only:
-    the evaluated weights are always the last epoch's). ``state_path`` makes the run resumable.
-    """
-    torch.manual_seed(seed)
-    name = name or f"hybridsn_indian_pines_{split}"
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """HybridSN on Indian Pines with the paper's protocol (``split="random"``) or on spatially disjoint
+    blocks; writes ``hybridsn_indian_pines_<split>.json`` and ``..._map.png`` (see :func:`run_experiment`)."""
     bundle = build_dataset("indian_pines", split=split, train_ratio=train_ratio, n_components=n_components,
                            patch_size=patch_size, seed=seed, block_size=block_size)
-    log(bundle.description)
-    model = create_model("hybridsn", num_classes=bundle.num_classes, bands=n_components, patch_size=patch_size)
     protocol = HSIProtocol(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
-    def monitor(row: dict[str, Any]) -> None:
-        if eval_every > 0 and row["epoch"] % eval_every == 0 and row["epoch"] < epochs:
-            row["test_oa"] = evaluate_bundle(model, bundle, batch_size)[0]["oa"]
-
-    start = time.perf_counter()
-    history = train_model(model, bundle.train, protocol, log, state_path, monitor)
-    train_seconds = sum(row["seconds"] for row in history)
-    wall_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    report, test_pred = evaluate_bundle(model, bundle, batch_size)
-    eval_seconds = time.perf_counter() - start
-    log(f"test OA {report['oa']:.4f}  AA {report['aa']:.4f}  kappa {report['kappa']:.4f}  ({eval_seconds:.0f}s)")
-    map_path = write_maps(out / f"{name}_map.png", model, bundle, test_pred, batch_size,
-                          title=f"HybridSN, Indian Pines, {split} split: OA {100 * report['oa']:.2f}%")
-    if save_model:
-        from safetensors.torch import save_file
-
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / f"{name}.safetensors"))
-    result = {
-        "model": "hybridsn",
-        "dataset": "indian_pines",
-        "command": command,
-        "split": {k: v for k, v in bundle.extra["split"].items()},
-        "data": {"n_components": n_components, "patch_size": patch_size, "pca_fitted_on": "training pixels",
-                 "pca_explained_variance": bundle.extra["pca_explained_variance"], "padding": "zeros"},
-        "protocol": {**asdict(protocol), "optimizer": "Adam", "loss": "cross-entropy",
-                     "weights_evaluated": "last epoch"},
-        "metrics": report,
-        "paper": {"oa": 0.9975, "aa": 0.9963, "kappa": 0.9971, "split": "random 30%"},
-        "history": history,
-        "timing": {"train_seconds": train_seconds, "eval_seconds": eval_seconds, "wall_seconds": wall_seconds,
-                   "seconds_per_epoch": train_seconds / max(epochs, 1)},
-        "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(),
-                        "machine": platform.machine(), "python": platform.python_version()},
-        "map": map_path.name,
-    }
-    (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
-    return result
+    return run_experiment(bundle, out_dir, name or f"hybridsn_indian_pines_{split}", protocol,
+                          title=f"HybridSN, Indian Pines, {split} split", paper=PAPER_INDIAN_PINES,
+                          save_model=save_model, eval_every=eval_every, state_path=state_path, command=command,
+                          log=log)
