@@ -63,8 +63,7 @@ class EMSA(nn.Module):
     min_size=2, ref_params=17236, ref_macs=386606080,
     deviations_fixed=(
         "grid size taken from the input (the seed fixes H = W = 7 at construction and reshapes to it)",
-        "softmax before the instance norm, as in the paper and the authors' code (the seed's nn.Sequential "
-        "order conv -> softmax -> norm kept); attention-map dropout dropped (inference-neutral)",
+        "attention-map dropout (p = 0.1 in the seed) dropped: it is not part of the paper's EMSA",
         "inputs below 2x2 raise a clear ValueError (instance norm of a 1x1 attention map cannot train)",
     ),
 ))
