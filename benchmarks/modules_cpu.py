@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.modules and out.is_file():  # a partial run updates the existing table
         previous = json.loads(out.read_text())
         result["modules"] = {**previous.get("modules", {}), **result["modules"]}
+        updates = previous.get("meta", {}).get("partial_updates", [])
+        result["meta"] = {**previous.get("meta", result["meta"]),
+                          "partial_updates": [*updates, {"date": result["meta"]["date"], "modules": args.modules}]}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out} ({len(result['modules'])} modules)")

