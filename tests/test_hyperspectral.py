@@ -218,3 +218,26 @@ def test_short_run_writes_result_and_map(tmp_path) -> None:
     # a finished state resumes to the same weights, hence the same (deterministic) test metrics
     again = run_experiment(bundle, tmp_path / "again", "run", protocol, state_path=state, log=lambda s: None)
     assert again["metrics"] == result["metrics"]
+
+
+def test_generic_trainer_then_hsi_eval(tmp_path) -> None:
+    """``litevision train`` runs HybridSN on a hyperspectral dataset (tensor samples); ``hsi eval`` reads the
+    dataset options back from the weights and reports OA / AA / kappa for the same test pixels."""
+    from litevision.engine import load_config, train
+    from litevision.engine.hsi import evaluate_checkpoint
+
+    scene = _scene()
+    np.save(tmp_path / "cube.npy", scene.cube)
+    np.save(tmp_path / "gt.npy", scene.labels)
+    options = {"cube": str(tmp_path / "cube.npy"), "ground_truth": str(tmp_path / "gt.npy"), "n_components": 13,
+               "patch_size": 9}
+    cfg = load_config("hybridsn_indian_pines", [
+        "data.name=hyperspectral", f"data.options={json.dumps(options)}", "model.kwargs={bands: 13, patch_size: 9}",
+        "sched.epochs=1", "data.batch_size=64", f"run.output={tmp_path / 'runs'}", "run.name=r", "run.progress=false",
+        "run.tensorboard=false"])
+    result = train(cfg)
+    report = evaluate_checkpoint(result.run_dir)
+    assert report["split"]["test"] == report["metrics"]["num_test_pixels"] > 0
+    assert (result.run_dir / "hsi-eval" / "hsi_map.png").is_file()
+    # one epoch: best == last weights, so the trainer's test top-1 is our OA
+    assert 100 * report["metrics"]["oa"] == pytest.approx(result.metrics["test_top1"], abs=1e-6)

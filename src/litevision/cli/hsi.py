@@ -29,6 +29,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="record test OA every N epochs (learning curve only; the last epoch is evaluated)")
     r.add_argument("--state", default=None, help="training-state file: saved every epoch, resumed if present")
     r.set_defaults(func=run_reproduce)
+    e = hsi_sub.add_parser("eval", help="OA / AA / kappa and the map for a run of `litevision train` on a "
+                                        "hyperspectral dataset")
+    e.add_argument("checkpoint", help="a run folder or its .safetensors weights")
+    e.add_argument("--out", default=None, help="report folder (default <run>/hsi-eval)")
+    e.add_argument("--data", default=None, help="dataset name (default: the one it was trained on)")
+    e.add_argument("--data-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a dataset option, e.g. --data-opt split=disjoint (repeatable)")
+    e.add_argument("--batch-size", type=int, default=256)
+    e.set_defaults(func=run_eval)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -47,4 +56,26 @@ def run_reproduce(args: argparse.Namespace) -> int:
     )
     m = result["metrics"]
     print(f"OA {100 * m['oa']:.2f}%  AA {100 * m['aa']:.2f}%  kappa {100 * m['kappa']:.2f}  -> {args.out}")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import yaml
+
+    from litevision.engine.hsi import evaluate_checkpoint
+    from litevision.errors import UserError
+
+    options = {}
+    for item in args.data_opt:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--data-opt expects KEY=VALUE, got {item!r}")
+        options[key] = yaml.safe_load(value)
+    result = evaluate_checkpoint(args.checkpoint, args.out, dataset=args.data, options=options,
+                                 batch_size=args.batch_size)
+    m = result["metrics"]
+    print(f"OA {100 * m['oa']:.2f}%  AA {100 * m['aa']:.2f}%  kappa {100 * m['kappa']:.2f}")
+    for row in m["per_class"]:
+        acc = "-" if row["accuracy"] is None else f"{100 * row['accuracy']:.2f}"
+        print(f"  {row['class']:32s} {acc:>7s}  ({row['support']})")
     return 0

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from litevision.data.registry import DataBundle, build_dataset
 from litevision.engine.hsi_metrics import hsi_report, label_map, save_classification_maps
+from litevision.errors import UserError
 from litevision.models import create_model
 
 # Roy et al. 2020, Table II (Indian Pines, 30% random training pixels)
@@ -243,3 +244,39 @@ def reproduce_indian_pines(
                           title=f"HybridSN, Indian Pines, {split} split", paper=PAPER_INDIAN_PINES,
                           save_model=save_model, eval_every=eval_every, state_path=state_path, command=command,
                           log=log)
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    dataset: str | None = None,
+    options: dict[str, Any] | None = None,
+    batch_size: int = 256,
+) -> dict[str, Any]:
+    """OA / AA / kappa / per-class accuracy and the classification map for weights written by
+    ``litevision train`` (a run folder or its ``.safetensors``). The dataset and its options (split, seed,
+    PCA, patch size) are read from the weights' metadata, so the test pixels are the run's; ``dataset`` /
+    ``options`` override them. Writes ``hsi_eval.json`` and ``hsi_map.png`` to ``out_dir`` (default
+    ``<run>/hsi-eval``) and returns the result."""
+    from litevision.engine.pipeline import load_trained_model, resolve_weights_path
+
+    path = resolve_weights_path(checkpoint)
+    model, meta = load_trained_model(path)
+    name = dataset or meta.get("dataset")
+    if not name:
+        raise UserError(f"{path}: no dataset recorded in the weights; pass the dataset name")
+    opts = {**(meta.get("dataset_options") or {}), **(options or {})}
+    bundle = build_dataset(name, **opts)
+    if "scene_shape" not in bundle.extra:
+        raise UserError(f"dataset {name!r} is not a hyperspectral scene (use litevision eval)")
+    report, test_pred = evaluate_bundle(model, bundle, batch_size)
+    out = Path(out_dir) if out_dir is not None else path.parent / "hsi-eval"
+    out.mkdir(parents=True, exist_ok=True)
+    split = bundle.extra["split"]
+    map_path = write_maps(out / "hsi_map.png", model, bundle, test_pred, batch_size,
+                          title=f"{meta.get('model')}, {name}, {split['split']} split: OA {100 * report['oa']:.2f}%")
+    result = {"checkpoint": str(path), "model": meta.get("model"), "dataset": name, "options": opts,
+              "split": dict(split), "metrics": report, "map": map_path.name}
+    (out / "hsi_eval.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
