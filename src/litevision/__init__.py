@@ -5,6 +5,7 @@ from litevision.bench.complexity import Complexity, count_complexity, register_m
 from litevision.layers.fuse import fuse_model
 from litevision.models import create_model, get_model_card, list_models, load_checkpoint
 from litevision.modules import create_module, get_module_card, list_modules
+from litevision.modules.stitch import stitch
 
 __version__ = "0.1.0"
 
@@ -20,4 +21,5 @@ __all__ = [
     "list_modules",
     "load_checkpoint",
     "register_macs_formula",
+    "stitch",
 ]
