@@ -218,7 +218,7 @@ def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
     cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m",
            "litevision.cli.main", "train", "quick", *args]
     proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                          timeout=600)
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "ddp" / "results.json").read_text())
     assert result["world_size"] == 2 and result["global_batch"] == 16 and result["updates"] == 8

@@ -286,6 +286,7 @@ class Trainer:
         self.store = CheckpointStore(run_dir, keep=r.keep_checkpoints)
         self.logger = RunLogger(run_dir, enabled=self.main, tensorboard=r.tensorboard)
         self._last_report: EvalReport | None = None
+        self._validated_at = -1  # update count of the last validation in this process
         self._epoch_stats: dict[str, float] = {}
         if resuming:
             self._load_resume_state()
@@ -595,11 +596,14 @@ class Trainer:
                 save_weights(self.run_dir / "best.safetensors", self.eval_model.state_dict(), meta)
             save_weights(self.run_dir / "last.safetensors", self.eval_model.state_dict(), meta)
         self._last_report = report
+        self._validated_at = self.step if self.val_loader is not None else -1
         self._save_checkpoint()
 
     def _finish(self) -> RunResult:
-        report = self._last_report if self.val_split == "test" else None
-        if report is None:  # the final report is always on the test split
+        # rank-consistent decision (only rank 0 holds reports): re-evaluate unless the last validation
+        # in this process was already on the test split with the final weights
+        report = self._last_report
+        if not (self.val_split == "test" and self._validated_at == self.step):  # the final report is on test
             test_loader = make_loader(build_eval_dataset(self.bundle, self.pre, "test"),
                                       batch_size=self.cfg.data.eval_batch_size or 2 * self.cfg.data.batch_size,
                                       sampler=ShardSampler(len(self.bundle.test), num_replicas=self.dist.world_size,
