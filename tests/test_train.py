@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -204,6 +205,11 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path: Path) -> None:
         assert a.keys() == b.keys()
         different = [k for k in a if not torch.equal(a[k], b[k])]
         assert not different, f"{name}: {different[:5]}"
+    def epoch_rows(run: str) -> list[tuple]:
+        with open(tmp_path / run / "log.csv") as f:
+            return [(r["epoch"], r["step"], r["train_loss"], r["ema_val_top1"]) for r in csv.DictReader(f)]
+
+    assert epoch_rows("killed") == epoch_rows("reference")  # the same epoch rows, none duplicated
     ref_log = (tmp_path / "reference" / "log.jsonl").read_text().splitlines()
     res_log = (tmp_path / "killed" / "log.jsonl").read_text().splitlines()
     assert len(ref_log) == len(res_log)  # the log was cut back to the checkpoint, not duplicated

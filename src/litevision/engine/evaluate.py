@@ -288,7 +288,7 @@ def compute_report(
         i = _choose(sweep, opts, pos, neg, class_names)
         if i < 0:
             i = int(np.argmin(np.abs(grid - opts.threshold)))
-        task = opts.task or str(report.meta.get("dataset", "task"))
+        task = opts.task or Path(str(report.meta.get("dataset") or "task")).name  # a folder path -> its name
         report.threshold = ThresholdReport(
             threshold=float(grid[i]), mode=opts.mode, task=task, positive=class_names[pos], negative=class_names[neg],
             counts={class_names[pos]: int((y == pos).sum()), class_names[neg]: int((y == neg).sum())},

@@ -27,7 +27,7 @@ WEIGHTS_FORMAT = "litevision-weights-1"
 class Preprocess:
     """Everything about the input a trained model expects; stored in every weights file it produces."""
 
-    input_size: tuple[int, int, int]  # (C, H, W)
+    input_size: tuple[int, ...]  # (C, H, W); a tensor dataset's sample shape
     mean: tuple[float, ...]
     std: tuple[float, ...]
     crop_pct: float
@@ -75,6 +75,9 @@ def resolve_preprocess(
     """Combine the model card (size, crop_pct, interpolation, mean/std) with the dataset and the config."""
     chans = in_chans or bundle.in_chans
     card = resolve_data_config(model_name)
+    if bundle.kind == "tensor":  # ready tensors (hyperspectral patches): no resizing or normalization here
+        shape = tuple(int(v) for v in bundle.train[0][0].shape)
+        return Preprocess(shape, (0.0,) * chans, (1.0,) * chans, 1.0, card.interpolation, "none")
     size = input_size or card.input_size[1]
     m, s, source = resolve_normalization(card.mean, card.std, bundle.extra, chans, norm, pretrained)
     if mean is not None or std is not None:

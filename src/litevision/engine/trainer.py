@@ -287,9 +287,12 @@ class Trainer:
         self.logger = RunLogger(run_dir, enabled=self.main, tensorboard=r.tensorboard)
         self._last_report: EvalReport | None = None
         self._validated_at = -1  # update count of the last validation in this process
+        self._epoch_acc: list = [0.0, 0, 0]
         self._epoch_stats: dict[str, float] = {}
         if resuming:
             self._load_resume_state()
+        if self.step == 0:
+            self.logger.truncate(0)  # a fresh start in a folder left by a run killed before its first checkpoint
         self._apply_schedule()
         self._steps_at_start = self.step
 
@@ -372,6 +375,7 @@ class Trainer:
                 "elapsed_s": self.elapsed(),
                 "bad_images": list(self.bad_images),
                 "history": json.dumps(self.history),
+                "epoch_acc": list(self._epoch_acc),
             }
             self.store.save(self.step, self.model.state_dict(), state, self._meta(weights="model", resumable=True))
         D.barrier(self.dist)
@@ -406,6 +410,7 @@ class Trainer:
         self.elapsed_prev = state["elapsed_s"]
         self.bad_images = list(state["bad_images"])
         self.history = json.loads(state["history"])
+        self._epoch_acc = list(state["epoch_acc"])
         restore_rng_state(state["rng"][self.dist.rank])
         self.logger.truncate(self.step)
         if self.main:
@@ -441,7 +446,11 @@ class Trainer:
         self.sampler.set_position(self.epoch, self.micro * bs)
         self.model.train()
         net = self.ddp or self.model
-        t_epoch, seen, loss_sum, loss_n = time.perf_counter(), 0, 0.0, 0
+        t_epoch = time.perf_counter()
+        if self.micro == 0:
+            self._epoch_acc = [0.0, 0, 0]  # loss sum, micro-batches, images: kept in checkpoints for the epoch row
+        acc = self._epoch_acc
+        seen_here = 0
         bar = self._progress()
         log_t, log_seen = time.perf_counter(), 0
         batches = iterate(self.loader, skip_bad=cfg.data.skip_bad, on_bad=self._on_bad)
@@ -471,19 +480,20 @@ class Trainer:
                 else:
                     scaled.backward()
             self.micro += 1
-            seen += x.shape[0]
+            seen_here += x.shape[0]
             log_seen += x.shape[0]
-            loss_sum += loss_value
-            loss_n += 1
+            acc[0] += loss_value
+            acc[1] += 1
+            acc[2] += x.shape[0]
             if not boundary:
                 continue
             self._optimizer_step()
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_sum / loss_n:.4f}", lr=f"{self.current_lr():.3g}", refresh=False)
+                bar.set_postfix(loss=f"{acc[0] / acc[1]:.4f}", lr=f"{self.current_lr():.3g}", refresh=False)
             if self.step % cfg.run.log_every == 0:
                 rate = log_seen * self.dist.world_size / max(time.perf_counter() - log_t, 1e-9)
-                self._log_step(loss_sum / loss_n, rate, bar is None)
+                self._log_step(acc[0] / acc[1], rate, bar is None)
                 log_t, log_seen = time.perf_counter(), 0
             if max_steps and self.step >= max_steps:
                 break
@@ -491,8 +501,9 @@ class Trainer:
                 self._save_checkpoint()
         if bar is not None:
             bar.close()
-        self._epoch_stats = {"train_loss": loss_sum / max(loss_n, 1), "epoch_time_s": time.perf_counter() - t_epoch,
-                             "images_per_s": seen * self.dist.world_size / max(time.perf_counter() - t_epoch, 1e-9)}
+        elapsed = time.perf_counter() - t_epoch
+        self._epoch_stats = {"train_loss": acc[0] / max(acc[1], 1), "epoch_time_s": elapsed,
+                             "images_per_s": seen_here * self.dist.world_size / max(elapsed, 1e-9)}
         return bool(max_steps and self.step >= max_steps and self.micro < limit)
 
     def _optimizer_step(self) -> None:
