@@ -255,7 +255,7 @@ VARIANTS: dict[str, Variant] = {
     "resnet50": Variant(R50, *_RESNET, 25.56, 4.1, 76.13, ("torchvision:resnet50", "timm:resnet50"), 0.03,
                         "ResNet v1.5 (stride in the 3x3 conv, torchvision's 4.09 G); the paper's v1 has 3.8 G. "
                         "top-1 of torchvision's reference weights"),
-    "seresnet18": Variant(ResNetCfg("basic", (2, 2, 2, 2), attn="se"), *_SE, 11.78, 1.82, 70.59,
+    "seresnet18": Variant(ResNetCfg("basic", (2, 2, 2, 2), attn="se"), *_SE, 11.78, 1.814, 70.59,
                           ("timm:seresnet18 (attn_rd_divisor=8)",), 0.03,
                           "r = 16 everywhere (64 channels -> 4); timm rounds to 8: build with attn_rd_divisor=8 "
                           "to load timm weights. Figures and top-1 from the CBAM paper's ImageNet table (the SE "
