@@ -18,6 +18,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -120,7 +121,7 @@ def _export_dynamo(model: nn.Module, example: torch.Tensor, path: Path, opset: i
         program = torch.onnx.export(model, (example,), None, dynamo=True, opset_version=opset, verbose=False,
                                     dynamic_shapes=(shapes,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
     except Exception as e:  # torch.export refuses the graph: say why instead of a 100-line trace
-        raise ExportError(f"torch.onnx.export (dynamo) failed: {type(e).__name__}: {_first_line(e)}") from e
+        raise ExportError(f"torch.onnx.export (dynamo) failed: {describe_error(e)}") from e
     program.save(str(path), external_data=False)
 
 
@@ -131,11 +132,21 @@ def _export_legacy(model: nn.Module, example: torch.Tensor, path: Path, opset: i
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: {0: "batch"}})
     except Exception as e:
-        raise ExportError(f"torch.onnx.export (legacy) failed: {type(e).__name__}: {_first_line(e)}") from e
+        raise ExportError(f"torch.onnx.export (legacy) failed: {describe_error(e)}") from e
+
+
+def describe_error(e: BaseException, limit: int = 400) -> str:
+    """One line: the exception and its root cause (the exporter wraps the useful message in a generic one)."""
+    root = e
+    while root.__cause__ is not None and root.__cause__ is not root:
+        root = root.__cause__
+    parts = [e] if root is e else [e, root]
+    text = "; caused by ".join(f"{type(x).__name__}: {_first_line(x)}" for x in parts)
+    return text[:limit]
 
 
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
     return text.splitlines()[0] if text else ""
 
 

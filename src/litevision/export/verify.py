@@ -71,6 +71,19 @@ def _try_run(runner: Runner, x: Tensor, batch_size: int) -> Tensor | str:
         return f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
 
 
+def _run_failure(out: Tensor | str, per_sample: Tensor | str, ref: Tensor) -> str:
+    """Why the outputs cannot even be compared ("" when they can)."""
+    if isinstance(out, str):
+        return f"the export fails to run: {out}"
+    if isinstance(per_sample, str):
+        return f"the export fails to run at batch 1: {per_sample}"
+    for got in (out, per_sample):
+        if got.shape != ref.shape:
+            return (f"output shape {tuple(got.shape)} != eager {tuple(ref.shape)} (a batch size or input size "
+                    "baked into the graph?)")
+    return ""
+
+
 def check_parity(
     target: str,
     reference: Runner,
@@ -99,21 +112,19 @@ def check_parity(
         per_sample = _try_run(exported, x, 1)
         for bs in (1, batch_size):
             out = per_sample if bs == 1 else _try_run(exported, x, bs)
-            if isinstance(out, str) or isinstance(per_sample, str):
-                error = out if isinstance(out, str) else f"at batch 1: {per_sample}"
+            hw = (x.shape[-2], x.shape[-1])
+            failure = _run_failure(out, per_sample, ref)
+            if failure:
                 checks.append(ParityCheck(
-                    target=target, inputs=name, batch_size=bs, input_hw=(x.shape[-2], x.shape[-1]),
-                    samples=x.shape[0], max_abs_diff=float("nan"), tolerance=None, top1_agreement=0.0,
-                    min_agreement=None, batch_consistency_diff=float("nan"), passed=False,
-                    message=f"the export fails to run: {error}",
+                    target=target, inputs=name, batch_size=bs, input_hw=hw, samples=x.shape[0],
+                    max_abs_diff=float("nan"), tolerance=None, top1_agreement=0.0, min_agreement=None,
+                    batch_consistency_diff=float("nan"), passed=False, message=failure,
                 ))
                 continue
             diff = float((out - ref).abs().max())
             agreement = float((out.argmax(1) == ref.argmax(1)).float().mean())
             consistency = float((out - per_sample).abs().max())
             problems = []
-            if out.shape != ref.shape:
-                problems.append(f"output shape {tuple(out.shape)} != eager {tuple(ref.shape)}")
             if not quantized and diff > tol:
                 problems.append(f"max |diff| {diff:.3g} > tolerance {tol:.3g}")
             if quantized and name == "images" and agreement < min_agreement:
@@ -121,8 +132,8 @@ def check_parity(
             if consistency > tol:
                 problems.append(f"batch {bs} output differs from per-sample output by {consistency:.3g}")
             checks.append(ParityCheck(
-                target=target, inputs=name, batch_size=bs, input_hw=(x.shape[-2], x.shape[-1]), samples=x.shape[0],
-                max_abs_diff=diff, tolerance=None if quantized else tol, top1_agreement=agreement,
+                target=target, inputs=name, batch_size=bs, input_hw=hw, samples=x.shape[0], max_abs_diff=diff,
+                tolerance=None if quantized else tol, top1_agreement=agreement,
                 min_agreement=min_agreement if quantized and name == "images" else None,
                 batch_consistency_diff=consistency, passed=not problems, message="; ".join(problems),
             ))

@@ -1,0 +1,126 @@
+"""compare: one test set, one input size, one metric code; report files, HTML page, binary threshold report."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+
+import pytest
+
+from litevision.bench.report import PNG_MAGIC, check_html, screenshot_html
+from litevision.cli.main import main
+from litevision.engine import compare as compare_mod
+from litevision.engine.compare import compare_models, run_demo
+from litevision.errors import UserError
+
+FAST = {"threads": 1, "bench_batch": 4, "warmup": 1, "iters": 3, "exporter": "legacy", "log": lambda msg: None}
+
+
+def test_compare_trained_and_peer_models(tmp_path):
+    report, paths = compare_models(
+        ["mobilenetv2_035", "timm:mobilenetv3_small_050"], tmp_path, input_size=32, train=True,
+        overrides=["run.max_steps=2", "data.val_split=none", "data.batch_size=16"], **FAST,
+    )
+    assert [r.model for r in report.rows] == ["mobilenetv2_035", "timm:mobilenetv3_small_050"]
+    for row in report.rows:
+        assert row.status == "ok", row.error
+        assert row.weights == "trained (quick)" and row.train_seconds > 0
+        assert 0 <= row.top1 <= 100 and row.params > 0 and row.macs > 0
+        assert row.latency_ms > 0 and row.throughput > 0
+        assert row.exportable == "yes", row.export_note
+        assert len(row.recall) == 10 and "Trouser" in row.recall
+    assert report.setup["input_size"] == [1, 32, 32] and report.setup["num_samples"] == 1000
+    # the same metric code: the per-model metrics files of litevision.engine.evaluate
+    metrics = json.loads((tmp_path / "models" / "mobilenetv2_035" / "metrics.json").read_text())
+    assert metrics["top1"] == pytest.approx(report.rows[0].top1)
+    md = paths["markdown"].read_text()
+    assert "| mobilenetv2_035 | trained (quick) |" in md and "Per-class recall" in md
+    with paths["csv"].open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and "recall[Ankle boot]" in rows[0] and rows[1]["exportable"] == "yes"
+    assert json.loads(paths["json"].read_text())["rows"][1]["model"] == "timm:mobilenetv3_small_050"
+    for name in ("accuracy_vs_macs", "accuracy_vs_throughput"):
+        assert paths[name].read_bytes().startswith(PNG_MAGIC)
+    assert check_html(paths["html"]) == []
+    page = paths["html"].read_text()
+    assert page.count("data:image/png;base64,") == 2 and "timm:mobilenetv3_small_050" in page
+
+
+def test_binary_data_gets_the_threshold_report(tmp_path):
+    report, paths = compare_models(
+        ["mobilenetv2_035"], tmp_path, data="synthetic",
+        data_options={"num_classes": 2, "image_size": 32, "test_size": 64, "train_size": 64}, input_size=32,
+        export_check=False, **FAST,
+    )
+    (row,) = report.rows
+    assert row.weights == "random" and row.threshold_line.startswith("th: 0.50")
+    assert "T_R:" in row.threshold_line and "M_R:" in row.threshold_line and "F_R:" in row.threshold_line
+    assert "Threshold report" in paths["markdown"].read_text() and "random weights" in " ".join(report.notes)
+    assert row.exportable == "not checked"
+
+
+def test_unknown_models_fail_early_or_are_skipped(tmp_path):
+    with pytest.raises(UserError, match="Did you mean"):
+        compare_models(["mobilenetv2_035", "mobilenetv2_03"], tmp_path, **FAST)
+    report, _ = compare_models(["mobilenetv2_035", "not_a_model"], tmp_path, input_size=32, skip_missing=True,
+                               export_check=False, **FAST)
+    assert [r.model for r in report.rows] == ["mobilenetv2_035"] and "not_a_model" in report.skipped[0]
+
+
+def test_one_failing_model_does_not_lose_the_others(tmp_path, monkeypatch):
+    real = compare_mod._prepare
+
+    def flaky(spec, *args, **kwargs):
+        if spec == "mobilenetv2_050":
+            raise RuntimeError("training diverged")
+        return real(spec, *args, **kwargs)
+
+    monkeypatch.setattr(compare_mod, "_prepare", flaky)
+    report, paths = compare_models(["mobilenetv2_050", "mobilenetv2_035"], tmp_path, input_size=32,
+                                   export_check=False, **FAST)
+    assert [r.status for r in report.rows] == ["failed", "ok"] and "training diverged" in report.rows[0].error
+    assert "failed: RuntimeError: training diverged" in paths["markdown"].read_text()
+    assert check_html(paths["html"]) == []
+
+
+def test_checkpoints_from_a_previous_run_are_reused(tmp_path):
+    first, _ = compare_models(["mobilenetv2_035"], tmp_path / "a", input_size=32, train=True,
+                              overrides=["run.max_steps=1", "data.val_split=none"], export_check=False, **FAST)
+    run_dir = tmp_path / "a" / "runs" / "mobilenetv2_035"
+    again, _ = compare_models([str(run_dir)], tmp_path / "b", export_check=False, **FAST)
+    (row,) = again.rows
+    assert row.model == "mobilenetv2_035" and row.weights.startswith("checkpoint")
+    assert row.top1 == pytest.approx(first.rows[0].top1) and again.setup["input_size"] == [1, 32, 32]
+
+
+def test_check_html_finds_what_breaks_a_self_contained_page(tmp_path):
+    page = tmp_path / "bad.html"
+    page.write_text("<!DOCTYPE html><html><body><table><tr><td>x</td></table>"
+                    "<img src='https://example.com/plot.png'>"
+                    f"<img src='data:image/png;base64,{base64.b64encode(b'not a png').decode()}'></body></html>")
+    problems = " ".join(check_html(page))
+    assert "unbalanced" in problems and "external resource" in problems and "does not decode to a PNG" in problems
+
+
+def test_demo_skips_models_that_are_not_registered(tmp_path):
+    report, paths = run_demo(tmp_path, models=["mobilenetv2_035", "not_landed_yet"],
+                             overrides=["run.max_steps=1", "data.input_size=32"], threads=1, exporter="legacy",
+                             log=lambda msg: None)
+    assert [r.model for r in report.rows] == ["mobilenetv2_035"] and report.rows[0].status == "ok"
+    assert "not_landed_yet" in report.skipped[0] and paths["html"].is_file()
+
+
+def test_cli_compare_checkpoint_argument_errors(tmp_path, capsys):
+    assert main(["compare", "mobilenetv2_035", "--checkpoint", "oops", "--output", str(tmp_path)]) == 2
+    assert main(["compare", "mobilenetv2_035", "--checkpoint", "other=x.pth", "--output", str(tmp_path)]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_html_renders_in_headless_chromium(tmp_path):
+    _, paths = compare_models(["mobilenetv2_035"], tmp_path, input_size=32, export_check=False, **FAST)
+    png = screenshot_html(paths["html"], tmp_path / "page.png")
+    if png is None:
+        pytest.skip("no chromium installed")
+    assert png.read_bytes().startswith(PNG_MAGIC) and png.stat().st_size > 10_000

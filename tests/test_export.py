@@ -1,0 +1,174 @@
+"""Export: ONNX / INT8 ONNX / TorchScript, standard-domain scan, parity at batch 1 and batch > 1, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+from torch import nn
+
+from litevision.cli.main import main
+from litevision.export import ExportError, check_standard_ops, export_model, se_gate_nodes
+from litevision.export.onnx import export_onnx
+from litevision.models import list_models
+from litevision.models._peers import DataConfig
+
+CFG = DataConfig((1, 32, 32), (0.5,), (0.25,), "bilinear", 1.0)
+
+
+class TinyNet(nn.Module):
+    """Conv-BN-act stem, an optional squeeze-excite gate, pooled linear head: logits of order 1."""
+
+    def __init__(self, in_chans: int = 1, num_classes: int = 10, se: bool = False) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_chans, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.block = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16),
+                                   nn.Hardswish())
+        self.se = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(16, 4, 1), nn.ReLU(), nn.Conv2d(4, 16, 1),
+                                nn.Hardsigmoid()) if se else None
+        self.fc = nn.Linear(16, num_classes)
+        with torch.no_grad():
+            for bn in (self.stem[1], self.block[1]):
+                bn.running_mean.uniform_(-0.2, 0.2)
+                bn.running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.block(self.stem(x))
+        if self.se is not None:
+            x = x * self.se(x)
+        return self.fc(x.mean((2, 3)))
+
+
+class BakedBatch(TinyNet):
+    """Right in eager mode at any batch, but tracing turns ``int(x.shape[0])`` into the constant 2."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.block(self.stem(x))
+        return self.fc(x.reshape(int(x.shape[0]), 16, -1).mean(-1))
+
+
+def test_onnx_export_matches_eager_at_batch_1_and_4(tmp_path):
+    result = export_model("tiny", "onnx", tmp_path, model=TinyNet(), data_config=CFG, num_images=8)
+    assert result.passed
+    seen = {(c.inputs, c.batch_size) for c in result.checks}
+    assert {("random", 1), ("random", 4), ("images", 1), ("images", 4)} <= seen
+    assert any(name.startswith("random@") for name, _ in seen)  # a second, non-square size
+    assert all(c.max_abs_diff < 1e-4 and c.top1_agreement == 1.0 for c in result.checks)
+    assert result.details["dynamic_batch"] and result.details["dynamic_hw"]
+    assert result.details["opset"] >= 17 and set(result.details["domains"]) <= {"", "ai.onnx"}
+    proto = onnx.load(str(result.path))
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic batch
+    report = json.loads((tmp_path / "tiny.onnx.export.json").read_text())
+    assert report["passed"] and len(report["checks"]) == len(result.checks)
+
+
+def test_batch_baked_into_a_traced_graph_fails_the_export(tmp_path):
+    with pytest.raises(ExportError, match="batch"):
+        export_model("baked", "torchscript", tmp_path, model=BakedBatch(), data_config=CFG, num_images=8)
+    report = json.loads((tmp_path / "baked.torchscript.export.json").read_text())
+    failed = {(c["inputs"], c["batch_size"]) for c in report["checks"] if not c["passed"]}
+    assert ("random", 1) in failed and ("random", 4) in failed  # traced at batch 2: wrong at 1 and at 4
+
+
+def test_torchscript_export_passes_for_a_clean_model(tmp_path):
+    result = export_model("tiny", "torchscript", tmp_path, model=TinyNet(), data_config=CFG, num_images=8)
+    assert result.passed and result.path.suffix == ".pt"
+    assert {c.batch_size for c in result.checks} == {1, 4}
+
+
+def test_int8_static_quantization_keeps_se_gates_in_float(tmp_path):
+    torch.manual_seed(1)
+    result = export_model("tiny_se", "onnx-int8", tmp_path, model=TinyNet(se=True), data_config=CFG, num_images=16,
+                          calibration_images=16, exporter="legacy")
+    ops = result.details["domains"][""]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops and "Conv" in result.details["quantized_op_types"]
+    gate = result.details["float_nodes"]
+    assert gate, "the squeeze-excite branch must be found and kept in float"
+    images = [c for c in result.checks if c.inputs == "images"]
+    assert images and all(c.top1_agreement >= 0.9 and c.batch_consistency_diff < 1e-4 for c in images)
+    assert (tmp_path / "tiny_se.onnx").is_file() and result.path.name == "tiny_se_int8.onnx"
+
+
+def test_se_gate_detection_ignores_the_classifier_pooling(tmp_path):
+    def export(model: nn.Module, name: str) -> str:
+        return str(export_onnx(model.eval(), tmp_path / name, input_size=(1, 32, 32), exporter="legacy").path)
+
+    assert se_gate_nodes(onnx.load(export(TinyNet(se=False), "plain.onnx"))) == set()
+    path = export(TinyNet(se=True), "se.onnx")
+    proto = onnx.load(str(path))
+    gate = se_gate_nodes(proto)
+    kinds = {n.op_type for n in proto.graph.node if n.name in gate}
+    assert {"Conv", "Relu", "HardSigmoid"} <= kinds and "Gemm" not in kinds and "Mul" not in kinds
+
+
+def _model_with(node: onnx.NodeProto, domain: str) -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([node], "g", [x], [y])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(domain, 1)])
+
+
+def test_custom_operator_domains_are_rejected():
+    ok = _model_with(helper.make_node("Relu", ["x"], ["y"]), "ai.onnx.ml")
+    assert check_standard_ops(ok) == {"": ["Relu"]}
+    custom = _model_with(helper.make_node("SKA", ["x"], ["y"], domain="com.example"), "com.example")
+    with pytest.raises(ExportError, match="com.example: SKA"):
+        check_standard_ops(custom)
+    # a custom node hidden in a subgraph is found too
+    inner = helper.make_graph([helper.make_node("SKA", ["x"], ["z"], domain="com.example")], "then", [],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 4])])
+    cond = helper.make_node("If", ["c"], ["y"], then_branch=inner, else_branch=inner)
+    with pytest.raises(ExportError, match="SKA"):
+        check_standard_ops(_model_with(cond, "com.example"))
+    assert check_standard_ops(custom, allow_domains=["com.example"])["com.example"] == ["SKA"]
+
+
+def test_cli_export_registered_model(tmp_path, capsys):
+    assert "mobilenetv2_035" in list_models()
+    rc = main(["export", "mobilenetv2_035", "--format", "onnx", "--output", str(tmp_path), "--num-classes", "10",
+               "--input-size", "1", "32", "32", "--exporter", "legacy"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "batch 1" in out and "batch 4" in out and (tmp_path / "mobilenetv2_035.onnx").is_file()
+
+
+@pytest.mark.parametrize("argv", [
+    ["export", "no_such_model", "--format", "onnx"],
+    ["export", "mobilenetv2_035", "--format", "onnx", "--opset", "13"],
+    ["export", "mobilenetv2_035", "--format", "onnx", "--input-size", "1", "2", "3", "4"],
+    ["export", "mobilenetv2_035", "--format", "onnx", "--verify-batch", "1"],
+    ["export", "mobilenetv2_035", "--format", "onnx", "--images", "/nonexistent/folder"],
+])
+def test_cli_export_user_errors_exit_2(tmp_path, argv, capsys):
+    assert main([*argv, "--output", str(tmp_path)]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_cli_export_mismatch_exits_1(tmp_path, monkeypatch, capsys):
+    import litevision.export.api as api
+
+    monkeypatch.setattr(api, "create_any_model", lambda *a, **k: BakedBatch(in_chans=1, num_classes=10))
+    rc = main(["export", "mobilenetv2_035", "--format", "torchscript", "--output", str(tmp_path), "--in-chans", "1",
+               "--input-size", "32", "32"])
+    assert rc == 1 and "does not match eager" in capsys.readouterr().err
+
+
+# every registered family at a small input: heavy, run with `pytest -m export` (also marked slow: the default
+# run only deselects slow)
+_ONE_PER_FAMILY = sorted({n.rsplit("_", 1)[0]: n for n in list_models()}.values())
+
+
+@pytest.mark.slow
+@pytest.mark.export
+@pytest.mark.parametrize("name", _ONE_PER_FAMILY)
+def test_export_every_family(tmp_path, name):
+    from litevision.models import get_model_card
+
+    card = get_model_card(name)
+    if len(card.input_size) != 3 or card.input_size[0] not in (1, 3):
+        pytest.skip(f"{name} takes {card.input_size} inputs, not images")
+    result = export_model(name, "onnx", tmp_path, num_classes=10, input_size=(64, 64), num_images=8)
+    assert result.passed
