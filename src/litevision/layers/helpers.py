@@ -49,3 +49,28 @@ def create_act(act: str | Callable[..., nn.Module] | None, inplace: bool = True)
     if layer in (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU):
         return layer(inplace=inplace)
     return layer()
+
+
+def init_weights(model: nn.Module, linear: str | None = "normal") -> None:
+    """torchvision's initialisation for CNNs: kaiming-normal fan-out convs with zero bias, unit BatchNorm.
+
+    ``linear``: ``"normal"`` N(0, 0.01) (MobileNet, ShuffleNet), ``"uniform"`` U(±1/sqrt(out)) (EfficientNet)
+    or ``None`` to keep PyTorch's default (ResNet).
+    """
+    import math
+
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear) and linear is not None:
+            if linear == "uniform":
+                bound = 1.0 / math.sqrt(m.out_features)
+                nn.init.uniform_(m.weight, -bound, bound)
+            else:
+                nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)

@@ -36,6 +36,7 @@ from litevision.layers import (
     drop_path_rates,
     make_divisible,
 )
+from litevision.layers.helpers import init_weights
 from litevision.models._builder import register_model
 from litevision.models._card import ModelCard
 from litevision.models._contract import LiteModel, feature
@@ -153,23 +154,8 @@ class EfficientNet(LiteModel):
         self.neck = ConvNormAct(in_chs, cfg.head_chs, 1, act_layer="silu", bn_eps=bn_eps)
         self.num_features = cfg.head_chs
         self.head = ClassifierHead(cfg.head_chs, num_classes, drop_rate=drop_rate)
-        _init_weights(self)
+        init_weights(self, linear="uniform")
 
-
-def _init_weights(model: nn.Module) -> None:
-    """torchvision's EfficientNet initialisation (kaiming fan-out convs, uniform(±1/sqrt(out)) classifier)."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            bound = 1.0 / math.sqrt(m.out_features)
-            nn.init.uniform_(m.weight, -bound, bound)
-            nn.init.zeros_(m.bias)
 
 
 def _create(cfg: EfficientNetCfg, **kwargs) -> EfficientNet:

@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from litevision.layers import ClassifierHead, ConvNormAct, InvertedResidual, drop_path_rates, make_divisible
+from litevision.layers.helpers import init_weights
 from litevision.models._builder import register_model
 from litevision.models._card import ModelCard
 from litevision.models._contract import LiteModel, feature
@@ -94,26 +95,12 @@ class MobileNetV2(LiteModel):
         self.neck = ConvNormAct(in_chs, head_chs, 1, act_layer=act_layer)
         self.num_features = head_chs
         self.head = ClassifierHead(head_chs, num_classes, drop_rate=drop_rate)
-        _init_weights(self)
+        init_weights(self)
 
 
 def _attn_layer(name: str, kwargs: dict[str, Any], chs: int, in_chs: int) -> nn.Module:
     return create_module(name, chs, **kwargs)
 
-
-def _init_weights(model: nn.Module) -> None:
-    """torchvision's MobileNet initialisation (kaiming fan-out convs, N(0, 0.01) classifier)."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
 
 
 def _create(cfg: MobileNetV2Cfg, **kwargs) -> MobileNetV2:

@@ -30,6 +30,7 @@ from litevision.layers import (
     drop_path_rates,
     make_divisible,
 )
+from litevision.layers.helpers import init_weights
 from litevision.models._builder import register_model
 from litevision.models._card import ModelCard
 from litevision.models._contract import LiteModel, feature
@@ -140,7 +141,7 @@ class MobileNetV3(LiteModel):
         self.head = ClassifierHead(last_chs, num_classes, hidden_features=cfg.head_chs, act_layer="hard_swish",
                                    drop_rate=drop_rate)
         self.num_features = cfg.head_chs
-        _init_weights(self)
+        init_weights(self)
 
     def remap_state_dict(self, state_dict: Mapping[str, Tensor]) -> dict[str, Tensor] | None:
         """timm layout: same tensors in the same order, except the 1280/1024 layer is a 1x1 conv."""
@@ -150,20 +151,6 @@ class MobileNetV3(LiteModel):
         sd["conv_head.weight"] = sd["conv_head.weight"].flatten(1)
         return _by_position(self.state_dict(), sd)
 
-
-def _init_weights(model: nn.Module) -> None:
-    """torchvision's MobileNet initialisation (kaiming fan-out convs, N(0, 0.01) linear layers)."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
 
 
 def _create(cfg: MobileNetV3Cfg, **kwargs) -> MobileNetV3:

@@ -26,6 +26,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from litevision.layers import DropPath, drop_path_rates, fuse_conv_bn, make_divisible
+from litevision.layers.helpers import init_weights
 from litevision.models._builder import register_model
 from litevision.models._card import ModelCard
 from litevision.models._contract import LiteModel, feature
@@ -157,7 +158,7 @@ class ResNet(LiteModel):
         self.num_features = in_chs
         self.drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
         self.fc = nn.Linear(in_chs, num_classes) if num_classes > 0 else nn.Identity()
-        _init_weights(self)
+        init_weights(self, linear=None)
 
     def stage_list(self) -> list[nn.Module]:
         return [self.layer1, self.layer2, self.layer3, self.layer4]
@@ -211,15 +212,6 @@ def _attn_factory(name: str | None, kwargs: dict[str, Any], rd_divisor: int) -> 
 
     return build
 
-
-def _init_weights(model: nn.Module) -> None:
-    """torchvision's ResNet initialisation (kaiming fan-out convs, unit BN); attention modules keep theirs."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 def _create(cfg: ResNetCfg, **kwargs) -> ResNet:

@@ -33,6 +33,7 @@ from litevision.layers import (
     drop_path_rates,
     make_divisible,
 )
+from litevision.layers.helpers import init_weights
 from litevision.models._builder import register_model
 from litevision.models._card import ModelCard
 from litevision.models._contract import LiteModel, feature
@@ -142,19 +143,8 @@ class ShuffleNetV1(LiteModel):
         self.stages = nn.Sequential(*stages)
         self.num_features = in_chs
         self.head = ClassifierHead(in_chs, num_classes, drop_rate=drop_rate)
-        _init_weights(self)
+        init_weights(self)
 
-
-def _init_weights(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
 
 
 def _create(cfg: ShuffleNetV1Cfg, **kwargs) -> ShuffleNetV1:

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from litevision.layers import ChannelShuffle, ClassifierHead, ConvNormAct, DropPath, drop_path_rates
+from litevision.layers.helpers import init_weights
 from litevision.models._builder import register_model
 from litevision.models._card import ModelCard
 from litevision.models._contract import LiteModel, feature
@@ -97,19 +98,8 @@ class ShuffleNetV2(LiteModel):
         self.neck = ConvNormAct(in_chs, cfg.head_chs, 1, act_layer=act_layer)
         self.num_features = cfg.head_chs
         self.head = ClassifierHead(cfg.head_chs, num_classes, drop_rate=drop_rate)
-        _init_weights(self)
+        init_weights(self)
 
-
-def _init_weights(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
 
 
 def _create(cfg: ShuffleNetV2Cfg, **kwargs) -> ShuffleNetV2:
