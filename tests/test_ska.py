@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -12,8 +13,9 @@ import torch
 from torch import nn
 
 import litevision as lv
-from litevision.ops import ska as ska_mod
 from litevision.ops.ska import SKA, ska, ska_decomposed, ska_reference, ska_shift, ska_weight_norm
+
+ska_mod = importlib.import_module("litevision.ops.ska")  # the package re-exports the function `ska`
 
 
 def _definition(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
