@@ -63,7 +63,7 @@ def test_weight_rows_are_interleaved_not_blocked() -> None:
     assert active == [1, 5, 9, 13, 17, 21, 25, 29]
 
 
-@pytest.mark.parametrize("shape,ks,groups", SHAPES[:4])
+@pytest.mark.parametrize("shape,ks,groups", [((2, 16, 3, 4), 3, None), ((1, 8, 2, 3), 5, 4), ((1, 8, 3, 2), 3, 1)])
 def test_gradcheck_float64(shape, ks, groups) -> None:
     x, w = _inputs(shape, ks, groups, grad=True)
     assert torch.autograd.gradcheck(ska, (x, w))
@@ -82,9 +82,9 @@ def test_backward_matches_autograd_of_reference_float32() -> None:
 
 
 def test_custom_ops_pass_opcheck() -> None:
-    x, w = _inputs((2, 16, 4, 5), grad=True)
+    x, w = _inputs((1, 16, 3, 4), grad=True)
     torch.library.opcheck(torch.ops.litevision.ska.default, (x, w))
-    raw = torch.randn(2, 18, 4, 5, dtype=torch.float64, requires_grad=True)
+    raw = torch.randn(1, 18, 3, 4, dtype=torch.float64, requires_grad=True)
     gamma = torch.randn(18, dtype=torch.float64, requires_grad=True)
     beta = torch.randn(18, dtype=torch.float64, requires_grad=True)
     torch.library.opcheck(torch.ops.litevision.ska_weight_norm.default, (raw, gamma, beta, 2, 1e-5))
@@ -94,7 +94,7 @@ def test_weight_norm_equals_group_norm_with_gradients() -> None:
     norm = nn.GroupNorm(2, 18).double()
     nn.init.normal_(norm.weight)
     nn.init.normal_(norm.bias)
-    raw = torch.randn(2, 18, 4, 5, dtype=torch.float64, requires_grad=True)
+    raw = torch.randn(2, 18, 2, 3, dtype=torch.float64, requires_grad=True)
     torch.testing.assert_close(ska_weight_norm(raw, norm), norm(raw))
     op = lambda r, g, b: torch.ops.litevision.ska_weight_norm(r, g, b, 2, 1e-5)[0]  # noqa: E731
     assert torch.autograd.gradcheck(op, (raw, norm.weight, norm.bias))
