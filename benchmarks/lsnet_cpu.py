@@ -20,6 +20,7 @@ in two separate passes and both are reported.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -121,15 +122,29 @@ def _ort_session(model: torch.nn.Module, path: Path, threads: int):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+@torch.no_grad()
+def _trained_like(model: torch.nn.Module) -> torch.nn.Module:
+    """Non-trivial BatchNorm parameters and statistics (fresh inits zero some branches, e.g. LSNet's
+    pw2/proj BN weights, which an exporter could then fold away)."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.weight.uniform_(0.5, 1.5)
+            m.bias.uniform_(-0.1, 0.1)
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
 def build_candidates(names: list[str], threads: int, tmp: Path) -> dict[str, Callable[[torch.Tensor], object]]:
     import torchvision
 
     cands: dict[str, Callable[[torch.Tensor], object]] = {}
-    mbv3 = torchvision.models.mobilenet_v3_large().eval()
+    mbv3 = _trained_like(torchvision.models.mobilenet_v3_large())
     cands["mobilenet_v3_large/eager"] = mbv3
     for name in names:
-        cands[f"{name}/eager"] = lv.create_model(name).eval()
-        fused = lv.fuse_model(lv.create_model(name))
+        model = _trained_like(lv.create_model(name))
+        cands[f"{name}/eager"] = model
+        fused = lv.fuse_model(copy.deepcopy(model))
         cands[f"{name}/eager_fused"] = fused
         session = _ort_session(fused, tmp / f"{name}.onnx", threads)
         cands[f"{name}/onnxruntime"] = lambda x, s=session: s.run(None, {"input": x.numpy()})

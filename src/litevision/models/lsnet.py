@@ -395,6 +395,14 @@ VARIANTS: dict[str, Variant] = {
     "lsnet_b_distill": Variant(_B, True, 23.2, 1.3, 81.6, 0.05),
 }
 
+# images/s at 224, batch 16, one CPU thread, two passes of benchmarks/lsnet_cpu.py on the shared development
+# VM (docs/lsnet.md); torchvision mobilenet_v3_large eager measured in the same run: 25.7 / 23.8
+CPU_BENCHMARK: dict[str, dict[str, tuple[float, float]]] = {
+    "lsnet_t": {"eager": (37.8, 42.7), "eager_fused": (43.1, 52.7), "onnxruntime": (64.9, 115.0)},
+    "lsnet_s": {"eager": (25.3, 28.7), "eager_fused": (35.9, 32.5), "onnxruntime": (52.0, 57.1)},
+    "lsnet_b": {"eager": (10.9, 13.2), "eager_fused": (12.9, 15.8), "onnxruntime": (16.2, 18.4)},
+}
+
 _NOTES = (
     "Params are the paper's deploy counts: Conv-BN, BN-Linear and RepVGG-DW folded by fuse() (T 11,370,488, "
     "S 16,098,232, B 23,249,320; unfused 11,409,832 / 16,146,304 / 23,313,608, as the official code). MACs at "
@@ -418,4 +426,5 @@ for _name, _v in VARIANTS.items():
         complexity_tol=_v.complexity_tol,
         params_fused=True,
         notes=_NOTES,
+        extra={"cpu_benchmark": CPU_BENCHMARK.get(_name.removesuffix("_distill"), {})},
     ))
