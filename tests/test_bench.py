@@ -42,8 +42,8 @@ def test_timm_loop_reports_step_time_and_samples_per_second():
 
 def test_eager_numbers_agree_with_timm_benchmark_method():
     """Same model, same input, same thread: our per-call median and timm benchmark.py's mean step time agree
-    within 10%. Both run interleaved three times and the best of each is compared, so a burst of load from
-    other processes on this shared machine does not decide the outcome."""
+    within 10%. Both run in short alternating rounds and the median of the per-round ratios is compared, so a
+    burst of load from other processes on this shared machine does not decide the outcome."""
     model = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10)).eval()
     x = torch.randn(8, 3, 48, 48)
@@ -52,11 +52,12 @@ def test_eager_numbers_agree_with_timm_benchmark_method():
         with torch.inference_mode():
             model(x)
 
-    ours, timm_loop = [], []
-    for _ in range(3):
-        ours.append(time_calls(run, warmup=3, iters=15).median_ms)
-        timm_loop.append(timm_style_throughput(run, 8, warmup=3, iters=15)["step_time_ms"])
-    assert min(ours) == pytest.approx(min(timm_loop), rel=0.10)
+    ratios = []
+    for _ in range(15):  # short paired rounds see the same load; the median ratio is compared
+        ours = time_calls(run, warmup=1, iters=5).mean_ms  # timm reports a mean step time
+        theirs = timm_style_throughput(run, 8, warmup=1, iters=5)["step_time_ms"]
+        ratios.append(ours / theirs)
+    assert float(np.median(ratios)) == pytest.approx(1.0, rel=0.10), ratios
 
 
 def test_peak_memory_sees_native_allocations():

@@ -14,13 +14,14 @@ from litevision.engine import compare as compare_mod
 from litevision.engine.compare import compare_models, run_demo
 from litevision.errors import UserError
 
+TINY = {"data": "synthetic", "data_options": {"num_classes": 10, "image_size": 32, "train_size": 64, "test_size": 40}}
 FAST = {"threads": 1, "bench_batch": 4, "warmup": 1, "iters": 3, "exporter": "legacy", "log": lambda msg: None}
 
 
 def test_compare_trained_and_peer_models(tmp_path):
     report, paths = compare_models(
         ["mobilenetv2_035", "timm:mobilenetv3_small_050"], tmp_path, input_size=32, train=True,
-        overrides=["run.max_steps=2", "data.val_split=none", "data.batch_size=16"], **FAST,
+        overrides=["run.max_steps=2", "data.val_split=none", "data.batch_size=16"], **TINY, **FAST,
     )
     assert [r.model for r in report.rows] == ["mobilenetv2_035", "timm:mobilenetv3_small_050"]
     for row in report.rows:
@@ -29,8 +30,8 @@ def test_compare_trained_and_peer_models(tmp_path):
         assert 0 <= row.top1 <= 100 and row.params > 0 and row.macs > 0
         assert row.latency_ms > 0 and row.throughput > 0
         assert row.exportable == "yes", row.export_note
-        assert len(row.recall) == 10 and "Trouser" in row.recall
-    assert report.setup["input_size"] == [1, 32, 32] and report.setup["num_samples"] == 1000
+        assert len(row.recall) == 10 and "class_9" in row.recall
+    assert report.setup["input_size"] == [3, 32, 32] and report.setup["num_samples"] == 40
     # the same metric code: the per-model metrics files of litevision.engine.evaluate
     metrics = json.loads((tmp_path / "models" / "mobilenetv2_035" / "metrics.json").read_text())
     assert metrics["top1"] == pytest.approx(report.rows[0].top1)
@@ -38,7 +39,7 @@ def test_compare_trained_and_peer_models(tmp_path):
     assert "| mobilenetv2_035 | trained (quick) |" in md and "Per-class recall" in md
     with paths["csv"].open() as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 2 and "recall[Ankle boot]" in rows[0] and rows[1]["exportable"] == "yes"
+    assert len(rows) == 2 and "recall[class_9]" in rows[0] and rows[1]["exportable"] == "yes"
     assert json.loads(paths["json"].read_text())["rows"][1]["model"] == "timm:mobilenetv3_small_050"
     for name in ("accuracy_vs_macs", "accuracy_vs_throughput"):
         assert paths[name].read_bytes().startswith(PNG_MAGIC)
@@ -63,9 +64,11 @@ def test_binary_data_gets_the_threshold_report(tmp_path):
 def test_unknown_models_fail_early_or_are_skipped(tmp_path):
     with pytest.raises(UserError, match="Did you mean"):
         compare_models(["mobilenetv2_035", "mobilenetv2_03"], tmp_path, **FAST)
+    # the bundled Fashion-MNIST subset is the default test set
     report, _ = compare_models(["mobilenetv2_035", "not_a_model"], tmp_path, input_size=32, skip_missing=True,
                                export_check=False, **FAST)
     assert [r.model for r in report.rows] == ["mobilenetv2_035"] and "not_a_model" in report.skipped[0]
+    assert report.setup["num_samples"] == 1000 and "Ankle boot" in report.rows[0].recall
 
 
 def test_one_failing_model_does_not_lose_the_others(tmp_path, monkeypatch):
@@ -78,7 +81,7 @@ def test_one_failing_model_does_not_lose_the_others(tmp_path, monkeypatch):
 
     monkeypatch.setattr(compare_mod, "_prepare", flaky)
     report, paths = compare_models(["mobilenetv2_050", "mobilenetv2_035"], tmp_path, input_size=32,
-                                   export_check=False, **FAST)
+                                   export_check=False, **TINY, **FAST)
     assert [r.status for r in report.rows] == ["failed", "ok"] and "training diverged" in report.rows[0].error
     assert "failed: RuntimeError: training diverged" in paths["markdown"].read_text()
     assert check_html(paths["html"]) == []
@@ -86,12 +89,12 @@ def test_one_failing_model_does_not_lose_the_others(tmp_path, monkeypatch):
 
 def test_checkpoints_from_a_previous_run_are_reused(tmp_path):
     first, _ = compare_models(["mobilenetv2_035"], tmp_path / "a", input_size=32, train=True,
-                              overrides=["run.max_steps=1", "data.val_split=none"], export_check=False, **FAST)
+                              overrides=["run.max_steps=1", "data.val_split=none"], export_check=False, **TINY, **FAST)
     run_dir = tmp_path / "a" / "runs" / "mobilenetv2_035"
-    again, _ = compare_models([str(run_dir)], tmp_path / "b", export_check=False, **FAST)
+    again, _ = compare_models([str(run_dir)], tmp_path / "b", export_check=False, **TINY, **FAST)
     (row,) = again.rows
     assert row.model == "mobilenetv2_035" and row.weights.startswith("checkpoint")
-    assert row.top1 == pytest.approx(first.rows[0].top1) and again.setup["input_size"] == [1, 32, 32]
+    assert row.top1 == pytest.approx(first.rows[0].top1) and again.setup["input_size"] == [3, 32, 32]
 
 
 def test_check_html_finds_what_breaks_a_self_contained_page(tmp_path):
@@ -106,7 +109,7 @@ def test_check_html_finds_what_breaks_a_self_contained_page(tmp_path):
 def test_demo_skips_models_that_are_not_registered(tmp_path):
     report, paths = run_demo(tmp_path, models=["mobilenetv2_035", "not_landed_yet"],
                              overrides=["run.max_steps=1", "data.input_size=32"], threads=1, exporter="legacy",
-                             log=lambda msg: None)
+                             log=lambda msg: None, **TINY)
     assert [r.model for r in report.rows] == ["mobilenetv2_035"] and report.rows[0].status == "ok"
     assert "not_landed_yet" in report.skipped[0] and paths["html"].is_file()
 
@@ -119,7 +122,7 @@ def test_cli_compare_checkpoint_argument_errors(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_html_renders_in_headless_chromium(tmp_path):
-    _, paths = compare_models(["mobilenetv2_035"], tmp_path, input_size=32, export_check=False, **FAST)
+    _, paths = compare_models(["mobilenetv2_035"], tmp_path, input_size=32, export_check=False, **TINY, **FAST)
     png = screenshot_html(paths["html"], tmp_path / "page.png")
     if png is None:
         pytest.skip("no chromium installed")

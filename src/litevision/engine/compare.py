@@ -25,6 +25,7 @@ from torch import nn
 
 from litevision.bench.complexity import count_complexity
 from litevision.bench.report import CompareReport, CompareRow
+from litevision.bench.timing import fixed_threads
 from litevision.data.registry import DataBundle
 from litevision.engine.evaluate import ThresholdOptions, evaluate
 from litevision.engine.pipeline import (
@@ -98,23 +99,25 @@ def compare_models(
     size = input_size or _trained_size(specs, checkpoints) or recipe_size
     rows: list[CompareRow] = []
     notes: list[str] = []
-    for spec in specs:
-        log(f"[compare] {spec}")
-        try:
-            entry = _prepare(spec, bundle, data, data_options, size, train, recipe, overrides, checkpoints, out, log)
-        except Exception as e:  # one model failing to train must not lose the others' results
-            rows.append(CompareRow(model=spec, weights="-", status="failed", error=_reason(e)))
-            log(f"[compare] {spec}: failed: {_reason(e)}")
-            continue
-        if size is None:
-            size = entry.pre.input_size[-1]
-        if entry.pre.input_size[-1] != size:
-            entry.pre.input_size = (entry.pre.input_size[0], size, size)
-            notes.append(f"{entry.spec}: evaluated at {size}x{size}, not its trained size")
-        if entry.weights == "random":
-            notes.append(f"{entry.spec}: random weights (no checkpoint, no --train): its accuracy is chance level")
-        rows.append(_measure(entry, bundle, data, split, threshold, backend, threads, bench_batch, warmup, iters,
-                             export_check, exporter, out, bench_model, log))
+    with fixed_threads(threads):  # training, evaluation, timing and export checks alike
+        for spec in specs:
+            log(f"[compare] {spec}")
+            try:
+                entry = _prepare(spec, bundle, data, data_options, size, train, recipe, overrides, checkpoints, out,
+                                 log)
+            except Exception as e:  # one model failing to train must not lose the others' results
+                rows.append(CompareRow(model=spec, weights="-", status="failed", error=_reason(e)))
+                log(f"[compare] {spec}: failed: {_reason(e)}")
+                continue
+            if size is None:
+                size = entry.pre.input_size[-1]
+            if entry.pre.input_size[-1] != size:
+                entry.pre.input_size = (entry.pre.input_size[0], size, size)
+                notes.append(f"{entry.spec}: evaluated at {size}x{size}, not its trained size")
+            if entry.weights == "random":
+                notes.append(f"{entry.spec}: random weights (no checkpoint, no --train): its accuracy is chance level")
+            rows.append(_measure(entry, bundle, data, split, threshold, backend, threads, bench_batch, warmup, iters,
+                                 export_check, exporter, out, bench_model, log))
     setup = {
         "dataset": data, "split": split, "num_samples": len(_split(bundle, split)), "num_classes": bundle.num_classes,
         "input_size": [bundle.in_chans, size, size], "backend": backend, "threads": threads,
@@ -233,12 +236,9 @@ def _measure(entry: _Entry, bundle: DataBundle, data: str, split: str, threshold
     spec, model, pre = entry.spec, entry.model.eval(), entry.pre
     row = CompareRow(model=spec, weights=entry.weights, backend=backend, train_seconds=entry.train_seconds)
     try:
-        from litevision.bench.timing import fixed_threads
-
-        with fixed_threads(threads):
-            report = evaluate(model, build_eval_dataset(bundle, pre, split), class_names=bundle.class_names,
-                              threshold=threshold, batch_size=128,
-                              meta={"model": spec, "dataset": data, "split": split, "input_size": list(pre.input_size)})
+        report = evaluate(model, build_eval_dataset(bundle, pre, split), class_names=bundle.class_names,
+                          threshold=threshold, batch_size=128,
+                          meta={"model": spec, "dataset": data, "split": split, "input_size": list(pre.input_size)})
         report.save(out / "models" / _safe(spec), plots=False)
         row.top1, row.top5 = report.top1, report.top5
         row.balanced_accuracy, row.macro_f1 = report.balanced_accuracy, report.macro_f1
@@ -306,16 +306,19 @@ def run_demo(
     *,
     models: Sequence[str] = DEMO_MODELS,
     overrides: Sequence[str] = (),
+    data: str = "fashion_mnist_subset",
+    data_options: Mapping[str, Any] | None = None,
     threads: int | None = None,
     exporter: str = "dynamo",
     log: Callable[[str], None] = print,
 ) -> tuple[CompareReport, dict[str, Path]]:
     """What ``make demo`` runs: train each of ``models`` briefly with the ``quick`` recipe at 64 px on the
     bundled Fashion-MNIST subset, then :func:`compare_models` them into ``output_dir``. Models that are
-    not registered are skipped with a note."""
+    not registered are skipped with a note. ``data`` / ``data_options`` swap the dataset (tests use a tiny
+    synthetic one)."""
     start = time.perf_counter()
     report, paths = compare_models(
-        models, output_dir, data="fashion_mnist_subset", train=True, recipe="quick",
+        models, output_dir, data=data, data_options=data_options, train=True, recipe="quick",
         overrides=[*DEMO_OVERRIDES, *overrides], threads=threads, bench_batch=32, warmup=3, iters=20,
         exporter=exporter, skip_missing=True, log=log,
     )
