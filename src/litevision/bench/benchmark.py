@@ -263,7 +263,7 @@ def _runner_factory(backend: str, model: nn.Module, cfg: DataConfig, threads: in
         from litevision.export.images import load_images
         from litevision.export.quantize import quantize_int8
 
-        calib = load_images(calibration, count=calibration_images, cfg=cfg)
+        calib = load_images(calibration, count=calibration_images, cfg=cfg, split="train")
         path = quantize_int8(path, tmp / "int8.onnx", calib).path
     session = ort_session(path, threads=threads)
     input_name = session.get_inputs()[0].name

@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-agreement", type=float, default=0.9,
                    help="INT8: least top-1 agreement with eager on the real images")
     p.add_argument("--quantize-se", action="store_true", help="INT8: also quantize squeeze-excite gates")
+    p.add_argument("--int8-policy", choices=("full", "dense"), default="full",
+                   help="INT8: quantize every supported op (full) or only dense convs / Gemm / Add (dense)")
     p.set_defaults(func=run)
 
 
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
             in_chans=args.in_chans, input_size=tuple(args.input_size) if args.input_size else None,
             images=args.images, calibration_images=args.calibration_images, verify_batch=args.verify_batch,
             opset=args.opset, exporter=args.exporter, min_agreement=args.min_agreement,
-            keep_se_float=not args.quantize_se,
+            keep_se_float=not args.quantize_se, int8_policy=args.int8_policy,
         )
     except ExportError as e:
         print(f"litevision export: failed: {e}", file=sys.stderr)

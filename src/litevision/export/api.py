@@ -76,6 +76,7 @@ def export_model(
     exporter: str = "dynamo",
     min_agreement: float = 0.9,
     keep_se_float: bool = True,
+    int8_policy: str = "full",
 ) -> ExportResult:
     """Export ``model_spec`` (a litevision name, ``timm:<name>`` or ``tv:<name>``) as ``fmt`` into ``output_dir``.
 
@@ -121,12 +122,15 @@ def export_model(
             _add_second_size(inputs, cfg, reference, result.notes)
         result.path = onnx_info.path
         if fmt == "onnx-int8":
-            calib = load_images(images, count=calibration_images, cfg=cfg)
-            q = quantize_int8(onnx_info.path, out_dir / f"{stem}_int8.onnx", calib, keep_se_float=keep_se_float)
+            # calibrate on training images: the parity check's test images must not have tuned the ranges
+            calib = load_images(images, count=calibration_images, cfg=cfg, split="train")
+            q = quantize_int8(onnx_info.path, out_dir / f"{stem}_int8.onnx", calib, keep_se_float=keep_se_float,
+                              policy=int8_policy)
             from litevision.export.onnx import check_standard_ops
 
             result.details.update(domains=check_standard_ops(q.path), calibration_images=q.calibration_images,
-                                  float_nodes=q.excluded_nodes, quantized_op_types=q.quantized_op_types)
+                                  float_nodes=q.excluded_nodes, quantized_op_types=q.quantized_op_types,
+                              int8_policy=int8_policy)
             result.path = q.path
         exported = onnx_runner(ort_session(result.path))
     if result.path not in result.files:

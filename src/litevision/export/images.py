@@ -22,25 +22,25 @@ BUNDLED_DATASET = "fashion_mnist_subset"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
-def load_images(source: str | os.PathLike[str] | None, *, count: int, cfg: DataConfig) -> Tensor:
+def load_images(source: str | os.PathLike[str] | None, *, count: int, cfg: DataConfig, split: str = "test") -> Tensor:
     """``count`` (or fewer, if the source has fewer) preprocessed images as an (N, C, H, W) tensor.
 
     ``source``: ``None`` / ``"bundled"`` (the bundled Fashion-MNIST test subset), a registered dataset name
-    (its test split, spread evenly so every class shows up), or a folder searched recursively for images.
+    (its ``split``, spread evenly so every class shows up), or a folder searched recursively for images.
     """
     from litevision.data.transforms import build_eval_transform
 
     if cfg.input_size[0] not in (1, 3):
         raise UserError(f"image inputs need 1 or 3 channels, the model takes {cfg.input_size[0]}")
     transform = build_eval_transform(cfg)
-    return torch.stack([transform(img) for img in _pil_images(source, count)])
+    return torch.stack([transform(img) for img in _pil_images(source, count, split)])
 
 
-def _pil_images(source: str | os.PathLike[str] | None, count: int) -> list:
+def _pil_images(source: str | os.PathLike[str] | None, count: int, split: str) -> list:
     from PIL import Image
 
     if source is None or str(source) == BUNDLED:
-        return _dataset_images(BUNDLED_DATASET, count)
+        return _dataset_images(BUNDLED_DATASET, count, split)
     path = Path(source)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -48,10 +48,10 @@ def _pil_images(source: str | os.PathLike[str] | None, count: int) -> list:
             raise UserError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {path}")
         step = max(1, len(files) // count)
         return [Image.open(p) for p in files[::step][:count]]
-    return _dataset_images(str(source), count)
+    return _dataset_images(str(source), count, split)
 
 
-def _dataset_images(name: str, count: int) -> list:
+def _dataset_images(name: str, count: int, split: str) -> list:
     from litevision.data import build_dataset, list_datasets
 
     if name not in list_datasets():
@@ -59,7 +59,9 @@ def _dataset_images(name: str, count: int) -> list:
     bundle = build_dataset(name)
     if bundle.kind != "image":
         raise UserError(f"dataset {name!r} holds {bundle.kind} samples, not images")
-    test = bundle.test
-    n = min(count, len(test))
-    step = max(1, len(test) // max(n, 1))
-    return [test[i * step][0] for i in range(n)]
+    data = {"train": bundle.train, "test": bundle.test, "val": bundle.val}.get(split)
+    if data is None:
+        raise UserError(f"dataset {name!r} has no {split!r} split")
+    n = min(count, len(data))
+    step = max(1, len(data) // max(n, 1))
+    return [data[i * step][0] for i in range(n)]

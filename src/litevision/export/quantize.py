@@ -25,6 +25,8 @@ from torch import Tensor
 
 POOL_OPS = frozenset({"GlobalAveragePool", "ReduceMean", "GlobalMaxPool", "ReduceMax"})
 GATE_OPS = frozenset({"Mul"})
+POLICIES = ("full", "dense")
+DENSE_OPS = ("Conv", "Gemm", "MatMul", "Add")
 
 
 @dataclass
@@ -42,14 +44,20 @@ def quantize_int8(
     *,
     per_channel: bool = True,
     keep_se_float: bool = True,
+    policy: str = "full",
     exclude_nodes: Iterable[str] = (),
     op_types: Iterable[str] | None = None,
 ) -> QuantizeResult:
     """Quantize ``fp32_path`` into ``out_path`` calibrated on ``calibration`` (N, C, H, W) images.
 
-    ``keep_se_float`` leaves squeeze-excite gate branches in float; ``exclude_nodes`` adds node names;
-    ``op_types`` restricts quantization to those ONNX op types (default: all that onnxruntime supports).
+    ``policy``: ``"full"`` quantizes every op type onnxruntime supports; ``"dense"`` only dense
+    convolutions, ``Gemm``/``MatMul`` and residual ``Add`` (depthwise convolutions and activations stay
+    float: onnxruntime's int8 depthwise kernel is slower than its fp32 one, and hard-swish has no int8
+    kernel, see docs/deploy.md). ``keep_se_float`` leaves squeeze-excite gate branches in float;
+    ``exclude_nodes`` adds node names; ``op_types`` overrides the op types to quantize.
     """
+    if policy not in POLICIES:
+        raise ValueError(f"unknown quantization policy {policy!r}; choose from {', '.join(POLICIES)}")
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -63,6 +71,9 @@ def quantize_int8(
         excluded = set(exclude_nodes)
         if keep_se_float:
             excluded |= se_gate_nodes(proto)
+        if policy == "dense":
+            excluded |= depthwise_conv_nodes(proto)
+            op_types = op_types or DENSE_OPS
         input_name = proto.graph.input[0].name
         samples = [calibration[i : i + 1].numpy().astype(np.float32) for i in range(calibration.shape[0])]
 
@@ -117,6 +128,12 @@ def se_gate_nodes(proto: object) -> set[str]:
         if reached_gate and len(branch) <= 16:
             gate |= {n.name for n in branch}
     return gate
+
+
+def depthwise_conv_nodes(proto: object) -> set[str]:
+    """Names of grouped ``Conv`` nodes (depthwise and group convolutions)."""
+    return {n.name for n in proto.graph.node  # type: ignore[attr-defined]
+            if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)}
 
 
 def _quantized_op_types(proto: object) -> list[str]:
