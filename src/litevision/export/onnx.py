@@ -57,13 +57,21 @@ def export_onnx(
     input_size: tuple[int, int, int],
     opset: int = DEFAULT_OPSET,
     exporter: str = "dynamo",
-    dynamic_hw: bool = True,
+    dynamic_hw: bool | None = None,
 ) -> OnnxExport:
     """Export ``model`` (already in eval mode, fused if wanted) to ``path`` and check its operator domains.
 
-    The example input has batch 2 (torch.export specializes a dimension of size 1). Raises
+    The example input has batch 2 (torch.export specializes a dimension of size 1). ``dynamic_hw=None``
+    asks the model's card (``card.export_dynamic_hw``; True for models without a card). Raises
     :class:`ExportError` if the graph uses operators outside the standard domains.
     """
+    notes: list[str] = []
+    if dynamic_hw is None:
+        card = getattr(model, "card", None)
+        dynamic_hw = getattr(card, "export_dynamic_hw", True)
+        if not dynamic_hw:
+            notes.append(f"exported for {input_size[1]}x{input_size[2]} only: the model card says its graph is "
+                         "not size-generic")
     if opset < MIN_OPSET:
         raise UserError(f"opset {opset} is too old: use {MIN_OPSET} or newer")
     if exporter not in EXPORTERS:
@@ -72,7 +80,6 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.randn(2, *input_size)
     model.eval()
-    notes: list[str] = []
     with quiet_torch(), contextlib.redirect_stdout(io.StringIO()):
         if exporter == "dynamo":
             _export_dynamo(model, example, path, opset, dynamic_hw, notes)

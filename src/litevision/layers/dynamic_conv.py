@@ -22,7 +22,8 @@ Expert collapse (the router sending every sample to one kernel) is countered in 
   saved in checkpoints and needs no trainer hook);
 * an optional **load-balancing loss** (Switch Transformer, Fedus et al. 2022): ``aux_loss`` holds
   ``N · Σ_i f_i · P_i`` of the last training forward (``f_i`` share of selections, ``P_i`` mean router
-  probability; 1 when balanced). Add ``coef * model.router_aux_loss()`` to the task loss to use it.
+  probability; 1 when balanced). Add ``coef * model.auxiliary_loss()`` to the task loss to use it
+  (``litevision train ... --set model.aux_loss_weight=0.01``).
 
 Renormalizing the kept weights makes them sum to 1, which gives the router no gradient when a single
 kernel is kept (k = 1, or threshold mode with one survivor). The forward pass is the exact renormalized
@@ -217,8 +218,8 @@ class DTConv(nn.Module):
     def router_probs(self, x: Tensor) -> Tensor:
         """Dense router probabilities (B, N) before the sparse selection."""
         logits = self.router(self.router_features(x).mean((2, 3)))
-        # eval: the temperature is a constant (one op less per block, a constant in traced graphs)
-        temperature = self.temperature() if self.training else float(self.temperature())
+        # eval: the temperature is a Python constant (one op less per block; a constant in traced graphs)
+        temperature = self.temperature() if self.training or _is_exporting() else float(self.temperature())
         return (logits / temperature).softmax(-1)
 
     def routing_weights(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -30,6 +30,31 @@ from litevision.layers.dynamic_conv import MultiScaleConv
 from litevision.layers.fuse import fuse_bn_linear
 
 
+def _pool_to_grid(x: Tensor, grid_h: int, grid_w: int) -> Tensor:
+    """Adaptive average pooling of (B, C, H, W) to (B, C, grid_h, grid_w).
+
+    A plain average pool when the grid divides the map (every stage at 224 input); otherwise the adaptive
+    bins as two small averaging matrices, ``P_h · x · P_wᵀ`` — the same values as
+    ``F.adaptive_avg_pool2d``, but ONNX exporters take it at any size (they refuse adaptive pooling whose
+    output does not divide its input).
+    """
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    if h % grid_h == 0 and w % grid_w == 0:
+        return x if (h, w) == (grid_h, grid_w) else F.avg_pool2d(x, (h // grid_h, w // grid_w))
+    pool_h = _adaptive_bins(h, grid_h, x)
+    pool_w = _adaptive_bins(w, grid_w, x)
+    return pool_h @ x @ pool_w.t()
+
+
+def _adaptive_bins(size: int, bins: int, like: Tensor) -> Tensor:
+    """(bins, size) averaging matrix of adaptive pooling: bin i covers [⌊i·n/b⌋, ⌈(i+1)·n/b⌉)."""
+    i = torch.arange(bins, device=like.device)
+    start, end = (i * size) // bins, ((i + 1) * size + bins - 1) // bins
+    j = torch.arange(size, device=like.device)
+    member = ((j >= start[:, None]) & (j < end[:, None])).to(like.dtype)
+    return member / member.sum(1, keepdim=True)
+
+
 class TokenSelectAttention(nn.Module):
     """MDAM: attention from full-resolution queries to the top-k of a pooled grid of keys.
 
@@ -78,7 +103,7 @@ class TokenSelectAttention(nn.Module):
         b, _, h, w = x.shape
         heads, d = self.num_heads, self.head_dim
         feats = self.features(x)
-        pooled = F.adaptive_avg_pool2d(feats, (min(self.pool_size, int(h)), min(self.pool_size, int(w))))
+        pooled = _pool_to_grid(feats, min(self.pool_size, int(h)), min(self.pool_size, int(w)))
         s = int(pooled.shape[-2] * pooled.shape[-1])
         # (B, C, H, W) -> (B, HW, C) -> (B, HW, E) -> (B, heads, HW, d)
         q = self.q(feats.flatten(2).transpose(1, 2)).view(b, h * w, heads, d).transpose(1, 2)

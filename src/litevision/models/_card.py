@@ -16,6 +16,8 @@ class ModelCard:
     ``paper_params_m`` / ``paper_macs_g`` are the paper's figures at ``input_size``; ``complexity_tol`` is the
     relative difference the metadata test accepts (``None`` = the paper's numbers cannot be matched; the
     reason is in ``notes``). ``params_fused`` says the paper counts parameters after deploy fusion.
+    ``export_dynamic_hw`` False: the model's ONNX graph holds size-dependent constants (the reason is in
+    ``notes``), so ONNX exports are made for one input size; the batch stays dynamic.
     """
 
     family: str
@@ -33,6 +35,7 @@ class ModelCard:
     reference: tuple[str, ...] = ()
     complexity_tol: float | None = 0.03
     params_fused: bool = False
+    export_dynamic_hw: bool = True
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -126,8 +126,10 @@ class LCNet(LiteModel):
         self.head = ClassifierHead(in_chs, num_classes, drop_rate=drop_rate)
         _init_weights(self)
 
-    def router_aux_loss(self) -> Tensor:
-        """Sum of the DTConv load-balancing losses of the last training forward (0 if none was run)."""
+    def auxiliary_loss(self) -> Tensor:
+        """Sum of the DTConv load-balancing losses of the last training forward (0 if none was run).
+
+        The trainer adds ``model.aux_loss_weight ×`` this to the task loss when that weight is set."""
         losses = [m.aux_loss for m in self.modules() if isinstance(m, DTConv) and m.aux_loss is not None]
         return torch.stack(losses).sum() if losses else torch.zeros(())
 
@@ -171,7 +173,9 @@ _NOTES = (
     "guide's widths are at best ~25% off (mlp_ratio 1.125, N=5: T -25%/-22%, S -2%/-26%, B +18%/+20%): B is "
     "2x wider than T and params grow with width^2, so the paper's variants must differ in settings the guide "
     "omits. Most parameters are DTConv's N dense candidate kernels (one convolution's MACs per sample). No "
-    "ImageNet top-1 is published (the paper reports Tiny-/Mini-ImageNet, CIFAR-10/100 and a wood CT set)."
+    "ImageNet top-1 is published (the paper reports Tiny-/Mini-ImageNet, CIFAR-10/100 and a wood CT set). "
+    "ONNX: exported for one input size (dynamic batch), since MDAM's pooled key grid and its top-k count "
+    "follow the input size; the TopK selections stay in the graph."
 )
 
 # name: (cfg, paper params M, paper MACs G) — the guide's Table 1
@@ -192,5 +196,6 @@ for _name, (_cfg, _params, _macs) in VARIANTS.items():
         venue="Image and Vision Computing 2025",
         paper_params_m=_params, paper_macs_g=_macs,
         complexity_tol=0.06,  # per-variant fit; see _NOTES for the single-design gap
+        export_dynamic_hw=False,  # MDAM's pooled key grid (and its top-k count) depend on the input size
         notes=_NOTES,
     ))
