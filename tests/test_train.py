@@ -84,14 +84,30 @@ def test_smoke_run_writes_a_complete_run_folder(tiny_run: trainer_mod.RunResult)
     assert load_state(state_path)["step"] == step == 8
 
 
-def test_distillation_from_a_trained_teacher(tiny_run: trainer_mod.RunResult, tmp_path: Path) -> None:
+def test_distillation_bf16_channels_last_accumulation(tiny_run: trainer_mod.RunResult, tmp_path: Path) -> None:
     cfg = load_config("quick", tiny(tmp_path, "student", "distill.type=hard", f"distill.teacher={tiny_run.run_dir}",
-                                    "run.max_steps=2", "optim.accum_steps=2", "data.val_split=none"))
+                                    "run.max_steps=2", "optim.accum_steps=2", "data.val_split=none", "run.amp=bf16",
+                                    "run.channels_last=true"))
     result = train(cfg)
     assert result.metrics["updates"] == 2 and result.best_checkpoint is None
     cfg = load_config("quick", tiny(tmp_path, "student2", "distill.type=hard", "distill.teacher=mobilenetv2_035"))
     with pytest.raises(UserError, match="teacher_checkpoint"):
         train(cfg)
+
+
+def test_auxiliary_loss_weight_trains_lcnet_router_balance(tmp_path: Path) -> None:
+    args = tiny(tmp_path, "aux", "model.name=lcnet_t", "data.input_size=32", "data.options={image_size: 32, "
+                "train_size: 16, test_size: 8, num_classes: 4}", "data.batch_size=8", "run.max_steps=2",
+                "data.val_split=none", "model.kwargs={widths: [16, 16, 16, 16], depths: [1, 1, 1, 1], stem_chs: 8}")
+    plain = train(load_config("quick", args))
+    balanced = train(load_config("quick", [*args, "model.aux_loss_weight=0.5", "run.name=aux2"]))
+    assert plain.metrics["updates"] == balanced.metrics["updates"] == 2
+    first = [json.loads(line) for line in (balanced.run_dir / "log.jsonl").read_text().splitlines()]
+    base = [json.loads(line) for line in (plain.run_dir / "log.jsonl").read_text().splitlines()]
+    # same seed and data: only the added balance term (≥ 1 per DTConv, 4 of them) separates the two losses
+    assert first[0]["loss"] > base[0]["loss"] + 0.5 * 4 * 0.9
+    with pytest.raises(UserError, match="no auxiliary loss"):
+        train(load_config("quick", tiny(tmp_path, "aux3", "model.aux_loss_weight=0.1")))
 
 
 def test_existing_run_needs_resume(tiny_run: trainer_mod.RunResult) -> None:

@@ -254,6 +254,10 @@ class Trainer:
         self.loss_fn = TrainLoss(base, self._build_teacher(), cfg.distill.type, cfg.distill.alpha, cfg.distill.tau)
         if cfg.distill.type != "none" and hasattr(self.model, "set_distilled_training"):
             self.model.set_distilled_training(True)  # distilled variants return (head, head_dist) in training
+        self.aux_loss_weight = cfg.model.aux_loss_weight
+        if self.aux_loss_weight and not callable(getattr(self.model, "auxiliary_loss", None)):
+            raise UserError(f"model.aux_loss_weight={self.aux_loss_weight}: {cfg.model.name} has no auxiliary loss "
+                            "(models that have one define auxiliary_loss(), e.g. lcnet_*)")
 
         self.ddp = None
         if dist.enabled:
@@ -471,6 +475,8 @@ class Trainer:
                       else contextlib.nullcontext()):
                     out = net(x)
                     loss = self.loss_fn(x, out, y)
+                    if self.aux_loss_weight:  # computed by the forward pass just run (e.g. router balance)
+                        loss = loss + self.aux_loss_weight * self.model.auxiliary_loss().to(loss.dtype)
                 loss_value = float(loss.detach())
                 if not D.all_true(self.dist, math.isfinite(loss_value)):
                     self._non_finite(loss_value)
