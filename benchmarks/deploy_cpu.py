@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 import litevision as lv
-from litevision.bench.timing import fixed_threads
+from litevision.bench.timing import fixed_threads, time_interleaved
 from litevision.export.images import load_images
 from litevision.export.onnx import export_onnx, ort_session
 from litevision.export.quantize import quantize_int8
@@ -41,18 +41,9 @@ ROOT = Path(__file__).resolve().parent
 
 def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int, per_round: int) -> dict[str, dict]:
     """Median / min / p90 ms per variant, timed in rotating rounds."""
-    for fn in fns.values():
-        for _ in range(3):
-            fn()
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            for _ in range(per_round):
-                start = time.perf_counter()
-                fn()
-                samples[name].append(time.perf_counter() - start)
-    return {k: {"median_ms": 1e3 * float(np.median(v)), "min_ms": 1e3 * float(np.min(v)),
-                "p90_ms": 1e3 * float(np.percentile(v, 90)), "n": len(v)} for k, v in samples.items()}
+    stats = time_interleaved(fns, rounds=rounds, per_round=per_round, warmup=3)
+    return {k: {"median_ms": v.median_ms, "min_ms": v.min_ms, "p90_ms": v.p90_ms, "n": v.iters}
+            for k, v in stats.items()}
 
 
 def torch_fn(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]:

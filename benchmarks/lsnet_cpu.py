@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 import litevision as lv
+from litevision.bench.timing import time_interleaved
 from litevision.ops.ska import ska, ska_decomposed, ska_reference
 
 # (model, stage, channels, resolution at 224 input) for every stage with LS convolutions
@@ -61,17 +62,7 @@ SKA_IMPLS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 
 def interleaved_min(fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 1) -> dict[str, float]:
     """Seconds per call: each candidate once per round (rotating who goes first), minimum over rounds."""
-    names = list(fns)
-    for _ in range(warmup):
-        for n in names:
-            fns[n]()
-    best = {n: float("inf") for n in names}
-    for r in range(rounds):
-        for n in names[r % len(names):] + names[:r % len(names)]:
-            t = time.perf_counter()
-            fns[n]()
-            best[n] = min(best[n], time.perf_counter() - t)
-    return best
+    return {n: s.min_ms / 1e3 for n, s in time_interleaved(fns, rounds=rounds, warmup=warmup).items()}
 
 
 def _forward(fn: Callable, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

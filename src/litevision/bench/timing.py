@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -52,6 +52,28 @@ def time_calls(fn: Callable[[], object], *, warmup: int = 10, iters: int = 50) -
         fn()
         samples.append(time.perf_counter() - start)
     return TimingStats.from_seconds(samples)
+
+
+def time_interleaved(fns: Mapping[str, Callable[[], object]], *, rounds: int, per_round: int = 1,
+                     warmup: int = 2) -> dict[str, TimingStats]:
+    """Time several candidates alike on a machine other processes also use.
+
+    After ``warmup`` untimed calls each, ``rounds`` rounds run every candidate ``per_round`` times (each call
+    timed), the first candidate of a round rotating, so a burst of outside load hits all of them alike.
+    Compare medians (typical) or minima (least disturbed); ratios are only meaningful within one call.
+    """
+    names = list(fns)
+    for name in names:
+        for _ in range(warmup):
+            fns[name]()
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            for _ in range(per_round):
+                start = time.perf_counter()
+                fns[name]()
+                samples[name].append(time.perf_counter() - start)
+    return {n: TimingStats.from_seconds(v) for n, v in samples.items()}
 
 
 def timm_style_throughput(fn: Callable[[], object], batch_size: int, *, warmup: int = 10,
