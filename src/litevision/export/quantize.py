@@ -66,7 +66,7 @@ def quantize_int8(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(fp32_path), str(pre))
+        _pre_process(quant_pre_process, fp32_path, pre)
         proto = onnx.load(str(pre))
         excluded = set(exclude_nodes)
         if keep_se_float:
@@ -94,6 +94,25 @@ def quantize_int8(
     quantized = onnx.load(str(out_path), load_external_data=False)
     ops = _quantized_op_types(quantized)
     return QuantizeResult(out_path, len(samples), sorted(excluded), ops)
+
+
+def _pre_process(quant_pre_process: object, fp32_path: str | os.PathLike[str], out: Path) -> None:
+    """onnxruntime's quantization pre-processing: symbolic shape inference, else ONNX's own shape inference.
+
+    The symbolic pass gives up on some graphs (e.g. LSNet's attention-bias gather with a symbolic size);
+    ONNX shape inference then still gives the quantizer the shapes it needs."""
+    from litevision.export.errors import ExportError
+    from litevision.export.onnx import describe_error
+
+    try:
+        quant_pre_process(str(fp32_path), str(out))  # type: ignore[operator]
+        return
+    except Exception as first:  # noqa: BLE001 - onnxruntime raises a bare Exception here
+        try:
+            quant_pre_process(str(fp32_path), str(out), skip_symbolic_shape=True)  # type: ignore[operator]
+        except Exception as e:  # noqa: BLE001
+            raise ExportError(f"INT8 pre-processing failed: {describe_error(first)}; without symbolic shapes: "
+                              f"{describe_error(e)}") from e
 
 
 def se_gate_nodes(proto: object) -> set[str]:
