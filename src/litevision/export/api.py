@@ -20,7 +20,7 @@ from torch import nn
 from litevision.errors import UserError
 from litevision.export.errors import ExportError
 from litevision.export.images import load_images
-from litevision.export.onnx import DEFAULT_OPSET, export_onnx, ort_session
+from litevision.export.onnx import DEFAULT_OPSET, check_standard_ops, export_onnx, ort_session
 from litevision.export.quantize import quantize_int8
 from litevision.export.torchscript import export_torchscript, load_torchscript
 from litevision.export.verify import ParityCheck, check_parity, format_checks, module_runner, onnx_runner
@@ -28,6 +28,7 @@ from litevision.layers.fuse import fuse_model
 from litevision.models._peers import DataConfig, create_any_model, resolve_data_config
 
 FORMATS = ("onnx", "onnx-int8", "torchscript")
+SECOND_SIZE_PREFIX = "random@"  # parity inputs at a second, non-square size (dynamic-H/W graphs only)
 
 
 @dataclass
@@ -109,34 +110,44 @@ def export_model(
 
     if fmt == "torchscript":
         result.path = export_torchscript(deploy, out_dir / f"{stem}.torchscript.pt", input_size=cfg.input_size)
-        exported = module_runner(load_torchscript(result.path))
         _add_second_size(inputs, cfg, reference, result.notes)
+        result.checks = check_parity(fmt, module_runner(reference), module_runner(load_torchscript(result.path)),
+                                     inputs, batch_size=verify_batch, min_agreement=min_agreement)
     else:
-        onnx_info = export_onnx(deploy, out_dir / f"{stem}.onnx", input_size=cfg.input_size, opset=opset,
-                                exporter=exporter)
-        result.files.append(onnx_info.path)
-        result.notes += onnx_info.notes
-        result.details.update(opset=onnx_info.opset, exporter=onnx_info.exporter, domains=onnx_info.domains,
-                              dynamic_batch=onnx_info.dynamic_batch, dynamic_hw=onnx_info.dynamic_hw)
-        if onnx_info.dynamic_hw:
-            _add_second_size(inputs, cfg, reference, result.notes)
-        result.path = onnx_info.path
-        if fmt == "onnx-int8":
-            # calibrate on training images: the parity check's test images must not have tuned the ranges
-            calib = load_images(images, count=calibration_images, cfg=cfg, split="train")
-            q = quantize_int8(onnx_info.path, out_dir / f"{stem}_int8.onnx", calib, keep_se_float=keep_se_float,
-                              policy=int8_policy)
-            from litevision.export.onnx import check_standard_ops
+        def export_and_check(dynamic_hw: bool | None) -> bool:
+            """Export (and quantize) with the given H/W mode, then run the parity checks; True if H/W is dynamic."""
+            onnx_info = export_onnx(deploy, out_dir / f"{stem}.onnx", input_size=cfg.input_size, opset=opset,
+                                    exporter=exporter, dynamic_hw=dynamic_hw)
+            result.files[:] = [onnx_info.path]
+            result.notes += [n for n in onnx_info.notes if n not in result.notes]
+            result.details.update(opset=onnx_info.opset, exporter=onnx_info.exporter, domains=onnx_info.domains,
+                                  dynamic_batch=onnx_info.dynamic_batch, dynamic_hw=onnx_info.dynamic_hw)
+            checked = dict(inputs)
+            if onnx_info.dynamic_hw:
+                _add_second_size(checked, cfg, reference, result.notes)
+            result.path = onnx_info.path
+            if fmt == "onnx-int8":
+                # calibrate on training images: the parity check's test images must not have tuned the ranges
+                calib = load_images(images, count=calibration_images, cfg=cfg, split="train")
+                q = quantize_int8(onnx_info.path, out_dir / f"{stem}_int8.onnx", calib, keep_se_float=keep_se_float,
+                                  policy=int8_policy)
+                result.details.update(domains=check_standard_ops(q.path), calibration_images=q.calibration_images,
+                                      float_nodes=q.excluded_nodes, quantized_op_types=q.quantized_op_types,
+                                      int8_policy=int8_policy)
+                result.path = q.path
+            result.checks = check_parity(fmt, module_runner(reference), onnx_runner(ort_session(result.path)),
+                                         checked, batch_size=verify_batch, quantized=fmt == "onnx-int8",
+                                         min_agreement=min_agreement)
+            return onnx_info.dynamic_hw
 
-            result.details.update(domains=check_standard_ops(q.path), calibration_images=q.calibration_images,
-                                  float_nodes=q.excluded_nodes, quantized_op_types=q.quantized_op_types,
-                              int8_policy=int8_policy)
-            result.path = q.path
-        exported = onnx_runner(ort_session(result.path))
+        if export_and_check(None) and _only_other_sizes_fail(result.checks):
+            # traced at a size where some map is 1x1 (or another size-specific shape), the graph holds a
+            # broadcast or reshape valid only at that size: export for the requested size alone instead
+            result.notes.append(f"the dynamic-H/W graph fails at other sizes ({_failed_sizes(result.checks)}); "
+                                f"re-exported for {cfg.input_size[1]}x{cfg.input_size[2]} only")
+            export_and_check(False)
     if result.path not in result.files:
         result.files.append(result.path)
-    result.checks = check_parity(fmt, module_runner(reference), exported, inputs, batch_size=verify_batch,
-                                 quantized=fmt == "onnx-int8", min_agreement=min_agreement)
     result.details["real_images"] = real
     report = out_dir / f"{stem}.{fmt}.export.json"
     report.write_text(json.dumps(result.to_dict(), indent=2, default=str))
@@ -145,6 +156,17 @@ def export_model(
         failed = format_checks(result.checks)
         raise ExportError(f"export of {model_spec} as {fmt} does not match eager PyTorch:\n{failed}")
     return result
+
+
+def _only_other_sizes_fail(checks: list[ParityCheck]) -> bool:
+    """Every check at the export size passed and some check at another size failed."""
+    other = [c.inputs.startswith(SECOND_SIZE_PREFIX) for c in checks]
+    return any(o and not c.passed for o, c in zip(other, checks)) and all(c.passed for o, c in zip(other, checks)
+                                                                           if not o)
+
+
+def _failed_sizes(checks: list[ParityCheck]) -> str:
+    return ", ".join(sorted({"x".join(map(str, c.input_hw)) for c in checks if not c.passed}))
 
 
 def is_litevision_weights(path: str | os.PathLike[str]) -> bool:
@@ -223,4 +245,4 @@ def _add_second_size(inputs: dict[str, torch.Tensor], cfg: DataConfig, reference
     except Exception as e:  # the model itself does not take this size: nothing to compare
         notes.append(f"second input size {h2}x{w2} not checked: the eager model fails there ({type(e).__name__})")
         return
-    inputs[f"random@{h2}x{w2}"] = x
+    inputs[f"{SECOND_SIZE_PREFIX}{h2}x{w2}"] = x
