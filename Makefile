@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv test test-all demo lint clean
+.PHONY: venv test test-heavy test-all demo lint clean
 
 venv: $(STAMP)
 
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 
 test: venv
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q $(PYTEST_ARGS)
+
+# the tests marked slow / export (heavy variants, every family's ONNX export, DDP): CI runs them after `make test`
+test-heavy: venv
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q -m "slow or export" $(PYTEST_ARGS)
 
 test-all: venv
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q -m "" $(PYTEST_ARGS)
