@@ -15,7 +15,7 @@ Timing: every variant gets the same input; rounds of ``--per-round`` calls rotat
 ``--rounds`` times so load from other processes hits all of them alike; medians and ratios of medians are
 reported. Results: ``benchmarks/results/deploy_cpu.json``.
 
-    python benchmarks/deploy_cpu.py [--threads 1] [--train-epochs 5] [--families]
+    python benchmarks/deploy_cpu.py [--threads 1] [--train-epochs 3] [--families]
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="intra-op threads for torch and onnxruntime")
     p.add_argument("--size", type=int, default=224, help="input size of the latency measurements")
     p.add_argument("--train-size", type=int, default=64, help="input size the INT8 models are trained and checked at")
-    p.add_argument("--train-epochs", type=int, default=5, help="epochs on the bundled subset before quantizing")
+    p.add_argument("--train-epochs", type=int, default=3, help="epochs on the bundled subset before quantizing")
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--per-round", type=int, default=5)
     p.add_argument("--families", action="store_true", help="also the per-family latency table")

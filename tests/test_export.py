@@ -13,6 +13,7 @@ from torch import nn
 from litevision.cli.main import main
 from litevision.export import ExportError, check_standard_ops, export_model, se_gate_nodes
 from litevision.export.onnx import export_onnx
+from litevision.export.quantize import quantize_int8
 from litevision.models import list_models
 from litevision.models._peers import DataConfig
 
@@ -90,6 +91,16 @@ def test_int8_static_quantization_keeps_se_gates_in_float(tmp_path):
     images = [c for c in result.checks if c.inputs == "images"]
     assert images and all(c.top1_agreement >= 0.9 and c.batch_consistency_diff < 1e-4 for c in images)
     assert (tmp_path / "tiny_se.onnx").is_file() and result.path.name == "tiny_se_int8.onnx"
+
+
+@pytest.mark.parametrize("method", ["minmax", "entropy"])
+def test_int8_calibration_methods(tmp_path, method):
+    torch.manual_seed(1)
+    result = export_model("tiny", "onnx-int8", tmp_path, model=TinyNet(), data_config=CFG, num_images=16,
+                          calibration_images=16, exporter="legacy", calibration_method=method)
+    assert result.passed and result.details["calibration_method"] == method
+    with pytest.raises(ValueError, match="unknown calibration method"):
+        quantize_int8(result.files[0], tmp_path / "bad.onnx", torch.zeros(1, 1, 32, 32), calibration_method="kl")
 
 
 def test_se_gate_detection_ignores_the_classifier_pooling(tmp_path):

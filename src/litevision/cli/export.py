@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quantize-se", action="store_true", help="INT8: also quantize squeeze-excite gates")
     p.add_argument("--int8-policy", choices=("full", "dense"), default="full",
                    help="INT8: quantize every supported op (full) or only dense convs / Gemm / Add (dense)")
+    p.add_argument("--calibration-method", choices=("percentile", "minmax", "entropy"), default="percentile",
+                   help="INT8: activation ranges from the 99.999th percentile (default), min/max or entropy")
     p.set_defaults(func=run)
 
 
@@ -42,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
             images=args.images, calibration_images=args.calibration_images, verify_batch=args.verify_batch,
             opset=args.opset, exporter=args.exporter, min_agreement=args.min_agreement,
             keep_se_float=not args.quantize_se, int8_policy=args.int8_policy,
+            calibration_method=args.calibration_method,
         )
     except ExportError as e:
         print(f"litevision export: failed: {e}", file=sys.stderr)

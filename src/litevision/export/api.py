@@ -78,6 +78,7 @@ def export_model(
     min_agreement: float = 0.9,
     keep_se_float: bool = True,
     int8_policy: str = "full",
+    calibration_method: str = "percentile",
 ) -> ExportResult:
     """Export ``model_spec`` (a litevision name, ``timm:<name>`` or ``tv:<name>``) as ``fmt`` into ``output_dir``.
 
@@ -130,10 +131,10 @@ def export_model(
                 # calibrate on training images: the parity check's test images must not have tuned the ranges
                 calib = load_images(images, count=calibration_images, cfg=cfg, split="train")
                 q = quantize_int8(onnx_info.path, out_dir / f"{stem}_int8.onnx", calib, keep_se_float=keep_se_float,
-                                  policy=int8_policy)
+                                  policy=int8_policy, calibration_method=calibration_method)
                 result.details.update(domains=check_standard_ops(q.path), calibration_images=q.calibration_images,
                                       float_nodes=q.excluded_nodes, quantized_op_types=q.quantized_op_types,
-                                      int8_policy=int8_policy)
+                                      int8_policy=int8_policy, calibration_method=calibration_method)
                 result.path = q.path
             result.checks = check_parity(fmt, module_runner(reference), onnx_runner(ort_session(result.path)),
                                          checked, batch_size=verify_batch, quantized=fmt == "onnx-int8",
