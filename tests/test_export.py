@@ -103,6 +103,16 @@ def test_int8_calibration_methods(tmp_path, method):
         quantize_int8(result.files[0], tmp_path / "bad.onnx", torch.zeros(1, 1, 32, 32), calibration_method="kl")
 
 
+def test_percentile_calibration_falls_back_to_minmax_on_a_flat_tensor(tmp_path):
+    model = TinyNet()
+    with torch.no_grad():  # a block whose outputs differ by a few float32 ulps: no room for 2048 histogram bins
+        model.block[1].weight.zero_()
+        model.block[1].bias.copy_(3.0 + torch.arange(16) * 2.4e-7)
+    path = export_onnx(model.eval(), tmp_path / "flat.onnx", input_size=(1, 32, 32), exporter="legacy").path
+    q = quantize_int8(path, tmp_path / "flat_int8.onnx", torch.rand(8, 1, 32, 32), calibration_method="percentile")
+    assert q.path.is_file() and q.calibration_method == "minmax"
+
+
 def test_se_gate_detection_ignores_the_classifier_pooling(tmp_path):
     def export(model: nn.Module, name: str) -> str:
         return str(export_onnx(model.eval(), tmp_path / name, input_size=(1, 32, 32), exporter="legacy").path)

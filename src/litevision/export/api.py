@@ -134,7 +134,7 @@ def export_model(
                                   policy=int8_policy, calibration_method=calibration_method)
                 result.details.update(domains=check_standard_ops(q.path), calibration_images=q.calibration_images,
                                       float_nodes=q.excluded_nodes, quantized_op_types=q.quantized_op_types,
-                                      int8_policy=int8_policy, calibration_method=calibration_method)
+                                      int8_policy=int8_policy, calibration_method=q.calibration_method)
                 result.path = q.path
             result.checks = check_parity(fmt, module_runner(reference), onnx_runner(ort_session(result.path)),
                                          checked, batch_size=verify_batch, quantized=fmt == "onnx-int8",

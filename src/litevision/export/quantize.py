@@ -36,6 +36,7 @@ class QuantizeResult:
     calibration_images: int
     excluded_nodes: list[str] = field(default_factory=list)
     quantized_op_types: list[str] = field(default_factory=list)
+    calibration_method: str = "percentile"  # the one used: histogram methods fall back to min/max on a flat tensor
 
 
 def quantize_int8(
@@ -99,17 +100,29 @@ def quantize_int8(
                 x = next(self._it, None)
                 return None if x is None else {input_name: x}
 
-        quantize_static(
-            str(pre), str(out_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            nodes_to_exclude=sorted(excluded) or None, op_types_to_quantize=list(op_types) if op_types else None,
-            calibrate_method={"percentile": CalibrationMethod.Percentile, "minmax": CalibrationMethod.MinMax,
-                              "entropy": CalibrationMethod.Entropy}[calibration_method],
-            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
-        )
+        methods = {"percentile": CalibrationMethod.Percentile, "minmax": CalibrationMethod.MinMax,
+                   "entropy": CalibrationMethod.Entropy}
+        used = calibration_method
+
+        def quantize(method: str) -> None:
+            quantize_static(
+                str(pre), str(out_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                nodes_to_exclude=sorted(excluded) or None,
+                op_types_to_quantize=list(op_types) if op_types else None, calibrate_method=methods[method],
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+            )
+
+        try:
+            quantize(calibration_method)
+        except ValueError as e:  # histogram calibrators fail on a tensor with (almost) no range
+            if calibration_method == "minmax" or "bins" not in str(e):
+                raise
+            used = "minmax"
+            quantize(used)
     quantized = onnx.load(str(out_path), load_external_data=False)
     ops = _quantized_op_types(quantized)
-    return QuantizeResult(out_path, len(samples), sorted(excluded), ops)
+    return QuantizeResult(out_path, len(samples), sorted(excluded), ops, calibration_method=used)
 
 
 def _pre_process(quant_pre_process: object, fp32_path: str | os.PathLike[str], out: Path) -> None:
