@@ -177,21 +177,22 @@ def families(threads: int, rounds: int, per_round: int, work: Path) -> list[dict
         card = lv.get_model_card(name)
         row: dict = {"family": fam, "model": name, "input_size": list(card.input_size)}
         rows.append(row)
-        if len(card.input_size) != 3:
-            row["note"] = "not an image model"
-            continue
-        cfg = resolve_data_config(name)
+        image_model = len(card.input_size) == 3
+        size = resolve_data_config(name).input_size if image_model else tuple(card.input_size)
         model = lv.create_model(name).eval()
-        c = count_complexity(model, cfg.input_size)
+        c = count_complexity(model, size)
         row.update(params_m=c.params / 1e6, macs_g=c.macs / 1e9)
-        x = torch.randn(1, *cfg.input_size)
+        x = torch.randn(1, *size)
         fns = {"eager": torch_fn(model, x)}
         try:
-            fp32 = export_onnx(lv.fuse_model(copy.deepcopy(model)), work / f"fam_{name}.onnx",
-                               input_size=cfg.input_size).path
+            fp32 = export_onnx(lv.fuse_model(copy.deepcopy(model)), work / f"fam_{name}.onnx", input_size=size).path
             fns["ort_fp32"] = ort_fn(ort_session(fp32, threads=threads), x)
             row["exportable"] = "yes"
-            calib = load_images(None, count=32, cfg=cfg, split="train")
+            if image_model:
+                calib = load_images(None, count=32, cfg=resolve_data_config(name), split="train")
+            else:  # HybridSN takes hyperspectral patches: random calibration (speed only, no accuracy claim)
+                calib = torch.randn(32, *size)
+                row["note"] = "INT8 calibrated on random patches (latency only)"
             q = quantize_int8(fp32, work / f"fam_{name}_int8.onnx", calib)
             fns["ort_int8"] = ort_fn(ort_session(q.path, threads=threads), x)
         except ExportError as e:

@@ -123,7 +123,7 @@ def bench_formulations(rounds: int) -> list[dict]:
     for i, stage in enumerate(model.stages):
         conv = stage.blocks[0].local_branch
         assert isinstance(conv, DTConv)
-        shapes.append((i, conv.in_chs, conv.num_kernels, 56 >> i, conv.weight))
+        shapes.append((i, conv.in_chs, conv.num_kernels, 56 >> i, conv.kernels()))
     for stage, chs, n, res, kernels in shapes:
         kernels = kernels.detach()
         for batch in (1, 16):

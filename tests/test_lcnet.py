@@ -67,7 +67,7 @@ def test_dtconv_equals_the_mixture_of_its_kernels_outputs(select):
     with torch.no_grad():
         weights, probs = conv.routing_weights(x)
         # each candidate kernel's own output, mixed by the sparse weights, then the BatchNorm
-        per_kernel = torch.stack([F.conv2d(x, conv.weight[i], padding=1) for i in range(5)], 1)
+        per_kernel = torch.stack([F.conv2d(x, conv.kernels()[i], padding=1) for i in range(5)], 1)
         expected = conv.bn((weights.view(4, 5, 1, 1, 1) * per_kernel).sum(1))
         out = conv(x)
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)

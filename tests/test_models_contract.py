@@ -135,6 +135,18 @@ def test_state_dict_round_trip_and_fuse(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", _params(ALL_MODELS))
+def test_channels_last_gives_the_same_outputs(name: str) -> None:
+    if len(get_model_card(name).input_size) != 3:
+        pytest.skip("not a 2-D image model (channels-last is a 4-D layout)")
+    model = _build(name).eval()
+    x = torch.randn(_sizes(name)[0])
+    with torch.no_grad():
+        ref = model(x)
+        out = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", _params(ALL_MODELS))
 def test_torchscript_trace(name: str) -> None:
     model = lv.fuse_model(_build(name))
     x = torch.randn(_sizes(name)[0])

@@ -206,6 +206,11 @@ class Trainer:
                                  kwargs=cfg.model.kwargs, checkpoint=cfg.model.checkpoint,
                                  checkpoint_num_classes=cfg.model.checkpoint_num_classes).to(self.device)
         self.channels_last = r.channels_last if r.channels_last is not None else self.device.type == "cuda"
+        if self.channels_last and any(p.dim() == 5 for p in self.model.parameters()):  # 3-D convs (HybridSN)
+            if r.channels_last:
+                raise UserError(f"run.channels_last=true: {cfg.model.name} has 3-D convolutions; the channels-last "
+                                "layout is for 2-D image models")
+            self.channels_last = False
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.amp_dtype = _amp_dtype(r.amp, self.device)

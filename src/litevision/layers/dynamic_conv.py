@@ -198,15 +198,22 @@ class DTConv(nn.Module):
         self.num_kernels, self.top_k, self.threshold = num_kernels, top_k, threshold
         self.temperature_init, self.temperature_anneal_steps = float(temperature_init), temperature_anneal_steps
         self.formulation = formulation
-        self.weight = nn.Parameter(torch.empty(num_kernels, out_chs, in_chs, kernel_size, kernel_size))
+        # (N, C_out, C_in·k·k): the candidate kernels flattened (a 3-D parameter, so that
+        # model.to(memory_format=torch.channels_last) leaves it alone; kernels() gives the 5-D view)
+        self.weight = nn.Parameter(torch.empty(num_kernels, out_chs, in_chs * kernel_size * kernel_size))
         for i in range(num_kernels):  # each candidate initialised like an ordinary convolution
-            nn.init.kaiming_uniform_(self.weight[i], a=math.sqrt(5))
+            nn.init.kaiming_uniform_(self.weight[i].view(out_chs, in_chs, kernel_size, kernel_size), a=math.sqrt(5))
         self.bias: nn.Parameter | None = None  # set by fuse() when the BatchNorm is folded in
         self.router_features = MultiScaleConv(in_chs, router_kernel_sizes, act_layer)
         self.router = nn.Linear(in_chs, num_kernels)
         self.bn: nn.Module = nn.BatchNorm2d(out_chs)
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
         self.aux_loss: Tensor | None = None
+
+    def kernels(self) -> Tensor:
+        """The N candidate kernels as (N, C_out, C_in, k, k)."""
+        k = self.kernel_size
+        return self.weight.view(self.num_kernels, self.out_chs, self.in_chs, k, k)
 
     def temperature(self) -> Tensor:
         """Current softmax temperature (a 0-d tensor): linear from ``temperature_init`` down to 1."""
@@ -232,8 +239,15 @@ class DTConv(nn.Module):
         if self.training:
             self.num_updates += 1
             self.aux_loss = self._balance_loss(weights, probs)
-        formulation = "unfold" if _is_exporting() and self.formulation in ("auto", "grouped") else self.formulation
-        y = dynamic_conv2d(x, weights, self.weight, self.stride, self.padding, formulation)
+        kernels = self.kernels()
+        if _is_exporting():
+            formulation = "unfold" if self.formulation in ("auto", "grouped") else self.formulation
+        else:
+            formulation = self.formulation
+            used = weights.ne(0).any(0)
+            if not bool(used.all()):  # e.g. batch 1: aggregate only the selected kernels (reads k of the N)
+                kernels, weights = kernels[used], weights[:, used]
+        y = dynamic_conv2d(x, weights, kernels, self.stride, self.padding, formulation)
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1, 1)
         return self.bn(y)
@@ -252,7 +266,7 @@ class DTConv(nn.Module):
             scale = bn.weight / (bn.running_var + bn.eps).sqrt()
             shift = bn.bias - bn.running_mean * scale
             bias = shift if self.bias is None else self.bias * scale + shift
-            self.weight.mul_(scale.view(1, -1, 1, 1, 1))
+            self.weight.mul_(scale.view(1, -1, 1))
             self.bias = nn.Parameter(bias.clone())
             self.bn = nn.Identity()
         feats = self.router_features
