@@ -232,3 +232,14 @@ def test_onnx_export_with_top_k_matches_onnxruntime(tmp_path):
     assert all(c.max_abs_diff < 1e-4 for c in result.checks)
     ops = {n.op_type for n in onnx.load(str(result.path)).graph.node}
     assert "TopK" in ops  # the key-token and kernel selections are in the graph, not baked constants
+
+
+def test_fresh_mdam_gates_with_one_so_a_new_block_is_its_local_branch():
+    model = lv.create_model("lcnet_t", num_classes=3).eval()
+    block = model.stages[1].blocks[0]
+    x = torch.randn(2, 64, 12, 10)
+    with torch.no_grad():
+        u = block.dw_in(block.pw_in(x))
+        torch.testing.assert_close(block.global_branch(u), torch.ones(2, u.shape[1], 12, 10))
+        local_only = x + block.dw_out(block.pw_out(block.act(block.local_branch(u))))
+        torch.testing.assert_close(block(x), local_only)

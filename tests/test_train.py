@@ -110,6 +110,14 @@ def test_auxiliary_loss_weight_trains_lcnet_router_balance(tmp_path: Path) -> No
         train(load_config("quick", tiny(tmp_path, "aux3", "model.aux_loss_weight=0.1")))
 
 
+def test_max_steps_compresses_the_schedule_to_end_with_the_run(tmp_path: Path) -> None:
+    result = train(load_config("quick", tiny(tmp_path, "short", "run.max_steps=3", "sched.epochs=2",
+                                             "sched.min_lr=1e-5", "sched.warmup_epochs=0")))
+    steps = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines() if '"lr"' in line]
+    assert result.metrics["updates"] == 3
+    assert steps[-1]["lr"] == pytest.approx(1e-5, rel=1e-3)  # decayed to min_lr at the last update
+
+
 def test_existing_run_needs_resume(tiny_run: trainer_mod.RunResult) -> None:
     cfg = load_config(tiny_run.run_dir / "config.yaml")
     with pytest.raises(UserError, match="--resume"):
@@ -246,3 +254,19 @@ def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
     assert result["world_size"] == 2 and result["global_batch"] == 16 and result["updates"] == 8
     assert result["test_report"]["num_samples"] == 32  # sharded evaluation gathers every test sample once
     assert proc.stdout.count("litevision train: done") == 1  # rank-0 logging
+
+
+def test_batchnorm_recalibration_matches_batch_statistics(tmp_path: Path) -> None:
+    from litevision.engine.batchnorm import recalibrate_batchnorm
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Dropout(0.5))
+    data = [torch.randn(8, 3, 6, 6) * 3 + 1 for _ in range(4)]
+    model.train()
+    assert recalibrate_batchnorm(model, [(x, None) for x in data]) == 4
+    assert model.training and model[1].momentum == 0.1  # mode and momentum restored
+    with torch.no_grad():
+        feats = torch.cat([model[0](x) for x in data])
+    torch.testing.assert_close(model[1].running_mean, feats.mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
+    result = train(load_config("quick", tiny(tmp_path, "recal", "run.max_steps=2", "run.bn_recalibration=2",
+                                             "data.val_split=none")))
+    assert result.metrics["updates"] == 2

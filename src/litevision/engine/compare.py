@@ -298,6 +298,7 @@ DEMO_OVERRIDES = (
     "sched.epochs=1",
     "sched.warmup_epochs=0.1",
     "run.max_steps=40",  # 40 updates x 64 images: half an epoch of the 5,000-image subset
+    "run.bn_recalibration=20",  # BatchNorm statistics of the final weights (40 updates leave them stale)
 )
 
 

@@ -113,7 +113,8 @@ class RunConfig:
     checkpoint_every: int = 0  # also checkpoint every N updates inside an epoch (0 = at epoch ends only)
     keep_checkpoints: int = 2  # resumable checkpoints kept in <run>/checkpoints
     log_every: int = 50  # updates between step log lines
-    max_steps: int = 0  # stop after this many updates (0 = run all epochs); for smoke runs
+    max_steps: int = 0  # stop after this many updates, the lr schedule compressed to end there (0 = all epochs)
+    bn_recalibration: int = 0  # training batches (eval transform) re-estimating BatchNorm statistics at the end
     progress: bool = True  # tqdm progress bar with ETA (on a terminal)
     tensorboard: bool = True  # write TensorBoard events when tensorboard is installed
     threads: int = 0  # torch intra-op threads (0 = torch's default)

@@ -230,12 +230,22 @@ class Trainer:
         except (ValueError, AssertionError) as e:
             raise UserError(f"optim.opt={o.opt!r}: {e}") from None
         s = cfg.sched
+        # run.max_steps shorter than the run: the schedule (warm-up, decay) is compressed to end with it,
+        # as one "epoch" of max_steps updates with the epoch-counted settings scaled alike
+        epochs, warmup, decay, cooldown, per_epoch = s.epochs, s.warmup_epochs, s.decay_epochs, s.cooldown_epochs, \
+            self.updates_per_epoch
+        compressed = bool(cfg.run.max_steps) and not s.step_on_epochs \
+            and cfg.run.max_steps < s.epochs * self.updates_per_epoch
+        if compressed:
+            epochs, warmup, cooldown, per_epoch = 1, s.warmup_epochs / s.epochs, 0, cfg.run.max_steps
+            decay = s.decay_epochs / s.epochs if s.decay_epochs else s.decay_epochs
         try:
             self.scheduler, self.total_epochs = create_scheduler_v2(
-                self.optimizer, sched=s.name, num_epochs=s.epochs, decay_epochs=s.decay_epochs,
-                decay_rate=s.decay_rate, cooldown_epochs=s.cooldown_epochs, min_lr=s.min_lr, warmup_lr=s.warmup_lr,
-                warmup_epochs=s.warmup_epochs, step_on_epochs=s.step_on_epochs,
-                updates_per_epoch=self.updates_per_epoch)
+                self.optimizer, sched=s.name, num_epochs=epochs, decay_epochs=decay, decay_rate=s.decay_rate,
+                cooldown_epochs=cooldown, min_lr=s.min_lr, warmup_lr=s.warmup_lr, warmup_epochs=warmup,
+                step_on_epochs=s.step_on_epochs, updates_per_epoch=per_epoch)
+            if compressed:  # the epochs the data loop would run (it stops at max_steps)
+                self.total_epochs = s.epochs + s.cooldown_epochs
         except ValueError as e:
             raise UserError(f"sched: {e}") from None
         if self.scheduler is None:  # sched.name == "none": constant lr
@@ -442,7 +452,8 @@ class Trainer:
                   f"lr {self.lr:.3g}, device {self.device}, {self.dist.world_size} process(es) -> {self.run_dir}")
         while self.epoch < self.total_epochs and not (max_steps and self.step >= max_steps):
             partial = self._train_epoch(max_steps)
-            self._end_epoch(full=not partial)
+            last = partial or self.epoch + 1 >= self.total_epochs or bool(max_steps and self.step >= max_steps)
+            self._end_epoch(full=not partial, last=last)
             if partial:
                 break
         return self._finish()
@@ -590,7 +601,9 @@ class Trainer:
                               meta={"dataset": self.cfg.data.name, "model": self.cfg.model.name,
                                     "epoch": self.epoch, "step": self.step})
 
-    def _end_epoch(self, full: bool) -> None:
+    def _end_epoch(self, full: bool, last: bool = False) -> None:
+        if last and self.cfg.run.bn_recalibration:
+            self._recalibrate_batchnorm(self.cfg.run.bn_recalibration)
         report = self._validate(self.val_loader) if self.val_loader is not None else None
         top1 = D.broadcast_object(self.dist, report.top1 if report is not None else None)
         record = {"epoch": self.epoch + 1 if full else self.epoch + self.micro / (self.updates_per_epoch * self.accum),
@@ -620,6 +633,20 @@ class Trainer:
         self._last_report = report
         self._validated_at = self.step if self.val_loader is not None else -1
         self._save_checkpoint()
+
+    def _recalibrate_batchnorm(self, batches: int) -> None:
+        """BatchNorm statistics of the final weights from the first ``batches`` training batches (eval
+        transform, fixed order: every rank and every resumed run computes the same statistics)."""
+        from itertools import islice
+
+        from litevision.engine.batchnorm import recalibrate_batchnorm
+
+        loader = make_loader(build_eval_dataset(self.bundle, self.pre, "train"), batch_size=self.cfg.data.batch_size,
+                             workers=self.cfg.data.workers)
+        used = recalibrate_batchnorm(self.eval_model, islice(loader, batches), device=self.device,
+                                     channels_last=self.channels_last)
+        if self.main and used:
+            print(f"BatchNorm statistics re-estimated on {used} training batches", flush=True)
 
     def _finish(self) -> RunResult:
         # rank-consistent decision (only rank 0 holds reports): re-evaluate unless the last validation

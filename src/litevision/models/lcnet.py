@@ -139,12 +139,23 @@ class LCNet(LiteModel):
 
 
 def _init_weights(model: nn.Module) -> None:
-    """Truncated-normal linear layers (ViT/StarNet style); convs keep PyTorch's default init."""
+    """Truncated-normal linear layers (ViT/StarNet style); convs keep PyTorch's default init.
+
+    Every MDAM starts as a constant gate of 1 (its output BatchNorm γ = 0, β = 1), so each block starts
+    as its local branch alone and learns the global modulation. With the default γ = 1, β = 0 the
+    near-uniform attention of a fresh MDAM is a spatially constant, zero-mean, unit-variance map: the star
+    product multiplied the local features by random-signed per-sample scalars, and LCNet-T needed
+    > 25 steps to make progress fitting one batch of 64 Fashion-MNIST images that MobileNetV3 fits in 10
+    (with this init: loss 2.41 -> 0.04 in 13 steps).
+    """
     for m in model.modules():
         if isinstance(m, nn.Linear):
             nn.init.trunc_normal_(m.weight, std=0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+        elif isinstance(m, TokenSelectAttention) and isinstance(m.proj.bn, nn.BatchNorm2d):
+            nn.init.zeros_(m.proj.bn.weight)
+            nn.init.ones_(m.proj.bn.bias)
 
 
 def _create(cfg: LCNetCfg, *, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
