@@ -113,6 +113,44 @@ def test_percentile_calibration_falls_back_to_minmax_on_a_flat_tensor(tmp_path):
     assert q.path.is_file() and q.calibration_method == "minmax"
 
 
+def test_int8_pre_processing_leaves_nothing_in_the_working_directory(tmp_path, monkeypatch):
+    """onnxruntime's symbolic shape pass saves a debug model into the current directory when it gives up."""
+    from litevision.export.quantize import _pre_process
+
+    calls = []
+
+    def fake_pre_process(src, dst, skip_symbolic_shape=False):
+        calls.append(skip_symbolic_shape)
+        if not skip_symbolic_shape:
+            open("sym_shape_infer_temp.onnx", "wb").close()
+            raise Exception("Incomplete symbolic shape inference")
+        open(dst, "wb").close()
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    _pre_process(fake_pre_process, "model.onnx", tmp_path / "pre.onnx")
+    assert calls == [False, True]
+    assert (tmp_path / "pre.onnx").is_file()
+    assert list(work.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.export
+def test_int8_lsnet_quantizes_without_littering(tmp_path, monkeypatch):
+    """LSNet is the real case: the symbolic pass fails, ONNX shape inference takes over, the cwd stays clean."""
+    from litevision.models import create_model
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    model = create_model("lsnet_t", num_classes=10).eval()
+    path = export_onnx(model, tmp_path / "lsnet.onnx", input_size=(3, 64, 64)).path
+    q = quantize_int8(path, tmp_path / "lsnet_int8.onnx", torch.randn(4, 3, 64, 64))
+    assert q.path.is_file() and "Conv" in q.quantized_op_types
+    assert list(work.iterdir()) == []
+
+
 def test_se_gate_detection_ignores_the_classifier_pooling(tmp_path):
     def export(model: nn.Module, name: str) -> str:
         return str(export_onnx(model.eval(), tmp_path / name, input_size=(1, 32, 32), exporter="legacy").path)

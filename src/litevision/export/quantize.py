@@ -13,6 +13,7 @@ default policy keeps them in float; they run on 1x1 tensors, so this costs no sp
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections import defaultdict
@@ -129,19 +130,23 @@ def _pre_process(quant_pre_process: object, fp32_path: str | os.PathLike[str], o
     """onnxruntime's quantization pre-processing: symbolic shape inference, else ONNX's own shape inference.
 
     The symbolic pass gives up on some graphs (e.g. LSNet's attention-bias gather with a symbolic size);
-    ONNX shape inference then still gives the quantizer the shapes it needs."""
+    ONNX shape inference then still gives the quantizer the shapes it needs. When it gives up, onnxruntime
+    saves a debug copy of the model (``sym_shape_infer_temp.onnx`` plus a weights file) in the *current
+    directory*: it runs in a scratch directory so nothing lands in the user's working tree."""
     from litevision.export.errors import ExportError
     from litevision.export.onnx import describe_error
 
-    try:
-        quant_pre_process(str(fp32_path), str(out))  # type: ignore[operator]
-        return
-    except Exception as first:  # noqa: BLE001 - onnxruntime raises a bare Exception here
+    src, dst = str(Path(fp32_path).resolve()), str(Path(out).resolve())
+    with tempfile.TemporaryDirectory(prefix="litevision-quant-") as scratch, contextlib.chdir(scratch):
         try:
-            quant_pre_process(str(fp32_path), str(out), skip_symbolic_shape=True)  # type: ignore[operator]
-        except Exception as e:  # noqa: BLE001
-            raise ExportError(f"INT8 pre-processing failed: {describe_error(first)}; without symbolic shapes: "
-                              f"{describe_error(e)}") from e
+            quant_pre_process(src, dst)  # type: ignore[operator]
+            return
+        except Exception as first:  # noqa: BLE001 - onnxruntime raises a bare Exception here
+            try:
+                quant_pre_process(src, dst, skip_symbolic_shape=True)  # type: ignore[operator]
+            except Exception as e:  # noqa: BLE001
+                raise ExportError(f"INT8 pre-processing failed: {describe_error(first)}; without symbolic "
+                                  f"shapes: {describe_error(e)}") from e
 
 
 def se_gate_nodes(proto: object) -> set[str]:
