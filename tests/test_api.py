@@ -56,6 +56,22 @@ def test_load_checkpoint_formats(tmp_path, fmt: str) -> None:
         torch.testing.assert_close(dst(x), src(x))
 
 
+@pytest.mark.parametrize("use_ema", [False, True])
+def test_training_checkpoint_loads_the_model_unless_ema_is_asked_for(tmp_path, use_ema: bool) -> None:
+    """A DeiT-style checkpoint holds both; like the official eval scripts and timm, ``model`` comes first."""
+    trained, ema, dst = _model(), _model(), _model()
+    path = tmp_path / "checkpoint.pth"
+    torch.save({"model_ema": ema.state_dict(), "model": trained.state_dict(), "epoch": 299}, path)
+    lv.load_checkpoint(dst, path, use_ema=use_ema)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(dst(x), (ema if use_ema else trained)(x))
+    only_ema = _model()  # the EMA is used when it is all there is
+    lv.load_checkpoint(only_ema, {"state_dict_ema": ema.state_dict()})
+    with torch.no_grad():
+        torch.testing.assert_close(only_ema(x), ema(x))
+
+
 def test_create_model_with_checkpoint_path(tmp_path) -> None:
     src = _model()
     torch.save(src.state_dict(), tmp_path / "w.pth")

@@ -24,7 +24,10 @@ from torch import Tensor, nn
 
 from litevision.errors import UserError
 
-_NESTED_KEYS = ("state_dict_ema", "model_ema", "model", "state_dict", "module")
+# where training checkpoints keep the weights: the trained model first (what the official DeiT-style
+# LSNet/RepViT scripts evaluate, and timm's ``load_checkpoint`` default), its EMA only on request
+_MODEL_KEYS = ("model", "state_dict", "module")
+_EMA_KEYS = ("model_ema", "state_dict_ema")
 _SKIP_SUFFIX = "num_batches_tracked"
 
 
@@ -32,8 +35,10 @@ class CheckpointMismatchError(UserError, ValueError):
     """The checkpoint's tensors do not fit the model."""
 
 
-def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
-    """Read a state dict from ``.safetensors``, ``.pth``, ``.pt`` or ``.bin`` without unpickling code."""
+def read_state_dict(path: str | os.PathLike[str], *, use_ema: bool = False) -> dict[str, Tensor]:
+    """Read a state dict from ``.safetensors``, ``.pth``, ``.pt`` or ``.bin`` without unpickling code.
+
+    In a training checkpoint holding both, the model's weights are read, or its EMA with ``use_ema``."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
@@ -50,13 +55,17 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         raise CheckpointMismatchError(
             f"cannot read {path} as a weights-only checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})"
         ) from None
-    return unwrap_state_dict(obj, str(path))
+    return unwrap_state_dict(obj, str(path), use_ema=use_ema)
 
 
-def unwrap_state_dict(obj: Any, origin: str = "state dict") -> dict[str, Tensor]:
-    """Find the tensor mapping inside a training checkpoint and strip DataParallel prefixes."""
+def unwrap_state_dict(obj: Any, origin: str = "state dict", *, use_ema: bool = False) -> dict[str, Tensor]:
+    """Find the tensor mapping inside a training checkpoint and strip DataParallel prefixes.
+
+    ``model`` / ``state_dict`` / ``module`` are preferred over ``model_ema`` / ``state_dict_ema``, the other
+    way round with ``use_ema``; either is used when it is the only one."""
+    keys = _EMA_KEYS + _MODEL_KEYS if use_ema else _MODEL_KEYS + _EMA_KEYS
     while isinstance(obj, Mapping) and not _is_tensor_map(obj):
-        inner = next((obj[k] for k in _NESTED_KEYS if k in obj and isinstance(obj[k], Mapping)), None)
+        inner = next((obj[k] for k in keys if k in obj and isinstance(obj[k], Mapping)), None)
         if inner is None:
             raise CheckpointMismatchError(f"{origin}: no state dict found (top-level keys: {list(obj)[:8]})")
         obj = inner
@@ -124,13 +133,18 @@ def convert_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor]) -> di
     raise CheckpointMismatchError(f"checkpoint does not fit {name}: {_describe_mismatch(own, sd)}")
 
 
-def load_checkpoint(model: nn.Module, checkpoint: str | os.PathLike[str] | Mapping[str, Tensor]) -> nn.Module:
+def load_checkpoint(model: nn.Module, checkpoint: str | os.PathLike[str] | Mapping[str, Tensor], *,
+                    use_ema: bool = False) -> nn.Module:
     """Load weights into ``model`` strictly (every tensor must be matched) and return the model.
 
     ``checkpoint`` is a path (safetensors / torch file, possibly a training checkpoint with the weights
-    under ``model`` or ``state_dict``) or an in-memory state dict.
+    under ``model`` or ``state_dict``) or an in-memory state dict. Of a checkpoint that also holds an EMA
+    (``model_ema`` / ``state_dict_ema``) the model's weights are loaded, the EMA with ``use_ema``.
     """
     target = getattr(model, "model", model) if type(model).__name__ == "FeatureExtractor" else model
-    sd = read_state_dict(checkpoint) if isinstance(checkpoint, str | os.PathLike) else checkpoint
+    if isinstance(checkpoint, str | os.PathLike):
+        sd = read_state_dict(checkpoint, use_ema=use_ema)
+    else:
+        sd = unwrap_state_dict(dict(checkpoint), use_ema=use_ema)
     target.load_state_dict(convert_state_dict(target, sd), strict=True)
     return model
