@@ -10,7 +10,13 @@ import torch
 import torch.nn.functional as F
 
 import litevision as lv
-from litevision.layers.dynamic_conv import DTConv, MultiScaleConv, dynamic_conv2d, sparse_routing
+from litevision.layers.dynamic_conv import (
+    DTConv,
+    MultiScaleConv,
+    aggregate_kernels,
+    dynamic_conv2d,
+    sparse_routing,
+)
 from litevision.layers.token_select_attention import TokenSelectAttention
 
 
@@ -47,6 +53,25 @@ def test_dynamic_conv2d_formulations_equal_the_definition(formulation, stride, s
 def test_dynamic_conv2d_rejects_unknown_formulation():
     with pytest.raises(ValueError, match="unknown formulation"):
         dynamic_conv2d(torch.randn(1, 2, 4, 4), torch.ones(1, 1), torch.randn(1, 2, 2, 3, 3), 1, 1, "loop")
+
+
+@pytest.mark.parametrize("weights", [
+    [[0.0, 0.7, 0.0, 0.3, 0.0]],  # batch 1, top-2 of 5: the embedding_bag path
+    [[0.0, 1.0, 0.0, 0.0, 0.0], [0.2, 0.0, 0.0, 0.0, 0.8], [0.0, 0.0, 0.0, 0.0, 0.0]],  # uneven, an empty row
+    [[0.5, 0.5, 0.0, 0.0, 0.0], [0.0, 0.0, 0.3, 0.3, 0.4]],  # as many selections as kernels: the matmul
+])
+def test_sparse_kernel_aggregation_equals_the_matmul_with_its_gradients(weights):
+    w = torch.tensor(weights, dtype=torch.float64, requires_grad=True)
+    bank = torch.randn(5, 37, dtype=torch.float64, requires_grad=True)
+    out = aggregate_kernels(w, bank)
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, (w, bank), grad)
+    expected_out = w @ bank
+    expected = torch.autograd.grad(expected_out, (w, bank), grad)
+    torch.testing.assert_close(out, expected_out)
+    torch.testing.assert_close(got[1], expected[1])  # every kernel's gradient, zero for the unselected
+    selected = w.detach() != 0  # the router's gradient reaches the selected weights
+    torch.testing.assert_close(got[0][selected], expected[0][selected])
 
 
 def test_sparse_routing_top_k_and_threshold():

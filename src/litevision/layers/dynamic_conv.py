@@ -12,7 +12,10 @@ with the batch folded into the channel axis (``groups = B``) — one dense convo
 ``benchmarks/lcnet_cpu.py`` measures it against the alternative "run the N kernels as one convolution
 with N·C_out outputs and mix" (N times the MACs). A grouped convolution whose group count is the batch
 size cannot be exported with a symbolic batch, so while tracing / exporting the same arithmetic runs as
-``unfold`` + one batched matmul (identical result, batch- and size-generic graph).
+``unfold`` + one batched matmul (identical result, batch- and size-generic graph). When the routing is
+sparser than the kernel bank (fewer selections in the batch than candidates, e.g. top-2 of 5 at batch 1),
+the aggregation is one ``embedding_bag`` (weighted sum of the selected rows) that reads only the selected
+kernels instead of a matmul over all N.
 
 Expert collapse (the router sending every sample to one kernel) is countered in two documented ways:
 
@@ -143,7 +146,7 @@ def dynamic_conv2d(x: Tensor, weights: Tensor, kernels: Tensor, stride: int = 1,
         y = F.conv2d(x, kernels.reshape(n * c_out, c_in, kh, kw), None, stride, padding)
         y = y.view(b, n, c_out, y.shape[-2], y.shape[-1])
         return (y * weights.view(b, n, 1, 1, 1)).sum(1)
-    agg = weights @ kernels.reshape(n, -1)  # (B, C_out·C_in·k·k): the per-sample kernels
+    agg = aggregate_kernels(weights, kernels.reshape(n, -1))  # (B, C_out·C_in·k·k): per-sample kernels
     if formulation == "grouped":
         y = F.conv2d(x.reshape(1, b * c_in, h, w), agg.view(b * c_out, c_in, kh, kw), None, stride, padding,
                      groups=b)
@@ -152,6 +155,25 @@ def dynamic_conv2d(x: Tensor, weights: Tensor, kernels: Tensor, stride: int = 1,
         cols = F.unfold(x, (kh, kw), padding=padding, stride=stride)  # (B, C_in·k·k, L)
         return torch.bmm(agg.view(b, c_out, c_in * kh * kw), cols).view(b, c_out, out_h, out_w)
     raise ValueError(f"unknown formulation {formulation!r}: use one of {FORMULATIONS}")
+
+
+def aggregate_kernels(weights: Tensor, kernels: Tensor) -> Tensor:
+    """``Σ_i weights[b, i] · kernels[i]`` per sample: (B, N) × (N, M) → (B, M).
+
+    One matmul, unless the weights have fewer non-zeros in the whole batch than there are kernels (sparse
+    routing at a small batch): then one ``embedding_bag`` sums only the selected rows, reading k of the N
+    kernels (LCNet-T at batch 1: 2 of 5 per layer). Tracing, exporting and compiling always take the matmul
+    (no data-dependent branch in a graph)."""
+    n = kernels.shape[0]
+    if _is_exporting() or torch.compiler.is_compiling() or weights.dtype != kernels.dtype:
+        return weights @ kernels
+    b = weights.shape[0]
+    nz = weights.nonzero()  # (nnz, 2) as (sample, kernel), sorted by sample
+    if nz.shape[0] >= n:
+        return weights @ kernels
+    counts = torch.bincount(nz[:, 0], minlength=b)
+    offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)[:-1]])
+    return F.embedding_bag(nz[:, 1], kernels, offsets, mode="sum", per_sample_weights=weights[nz[:, 0], nz[:, 1]])
 
 
 def _is_exporting() -> bool:
@@ -244,9 +266,10 @@ class DTConv(nn.Module):
             formulation = "unfold" if self.formulation in ("auto", "grouped") else self.formulation
         else:
             formulation = self.formulation
-            used = weights.ne(0).any(0)
-            if not bool(used.all()):  # e.g. batch 1: aggregate only the selected kernels (reads k of the N)
-                kernels, weights = kernels[used], weights[:, used]
+            if formulation == "mixture":  # convolve only with the kernels some sample selected
+                used = weights.ne(0).any(0)
+                if not bool(used.all()):
+                    kernels, weights = kernels[used], weights[:, used]
         y = dynamic_conv2d(x, weights, kernels, self.stride, self.padding, formulation)
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1, 1)
