@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 
 import litevision as lv
-from litevision.bench.timing import fixed_threads, time_interleaved
+from litevision.bench.timing import cpu_description, fixed_threads, time_interleaved
 from litevision.export.images import load_images
 from litevision.export.onnx import export_onnx, ort_session
 from litevision.export.quantize import POLICIES, quantize_int8
@@ -218,8 +217,8 @@ def main() -> None:
     args = p.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    result: dict = {"threads": args.threads, "torch": torch.__version__, "machine": platform.processor() or
-                    platform.machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    result: dict = {"threads": args.threads, "torch": torch.__version__, "machine": cpu_description(),
+                    "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     with fixed_threads(args.threads):
         result["deploy_vs_torchvision"] = deploy_vs_torchvision(args.threads, args.rounds, args.per_round, work)
         print(json.dumps(result["deploy_vs_torchvision"], indent=1), flush=True)

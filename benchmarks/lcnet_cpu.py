@@ -23,7 +23,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -36,7 +35,7 @@ from torch import nn
 
 import litevision as lv
 from litevision.bench.complexity import count_complexity
-from litevision.bench.timing import TimingStats, fixed_threads, time_interleaved
+from litevision.bench.timing import TimingStats, cpu_description, fixed_threads, time_interleaved
 from litevision.layers.dynamic_conv import DTConv, dynamic_conv2d
 
 ROOT = Path(__file__).resolve().parent
@@ -157,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     start = time.time()
     result: dict = {"meta": {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": torch.__version__,
-                             "threads": args.threads, "cpu": platform.machine(), "cpus": os.cpu_count(),
+                             "threads": args.threads, "cpu": cpu_description(), "cpus": os.cpu_count(),
                              "timing": "median of interleaved rounds; ratios from the same run"}}
     torch.manual_seed(0)
     with fixed_threads(args.threads):

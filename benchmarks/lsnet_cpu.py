@@ -23,7 +23,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 import litevision as lv
-from litevision.bench.timing import time_interleaved
+from litevision.bench.timing import cpu_description, time_interleaved
 from litevision.ops.ska import ska, ska_decomposed, ska_reference
 
 # (model, stage, channels, resolution at 224 input) for every stage with LS convolutions
@@ -204,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "meta": {
             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": torch.__version__, "threads": args.threads,
-            "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "cpu": cpu_description(), "cpus": os.cpu_count(),
             "load_average_at_end": list(os.getloadavg()), "seconds": round(time.time() - t0, 1),
             "timing": "minimum over interleaved rounds; ratios from the same run",
         },

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 import litevision as lv
-from litevision.bench.timing import TimingStats, fixed_threads
+from litevision.bench.timing import TimingStats, cpu_description, fixed_threads
 
 # our model -> (reference, overrides for ours to follow the reference's conventions)
 PAIRS: dict[str, tuple[str, dict]] = {
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     slower = [r for r in rows if r["ratio"] < 0.95]
     result = {
         "meta": {
-            "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
+            "torch": torch.__version__, "python": platform.python_version(), "machine": cpu_description(),
             "processor": platform.processor(), "threads": args.threads, "runs": runs, "warmup": warmup,
             "quick": args.quick, "ratio": "reference median / our median (>= 0.95: ours is not slower)",
             "ratio_cpu": "reference / our median process CPU time (robust to other jobs on the machine)",

@@ -143,3 +143,17 @@ def test_cli_bench(tmp_path, capsys):
     text = capsys.readouterr().out
     assert rc == 0 and "mobilenetv2_035" in text and "median" in text and out.is_file()
     assert main(["bench", "mobilenetv2_035", "--backends", "eager,nope"]) == 2
+
+
+def test_cpu_description_names_the_simd_level(tmp_path):
+    from litevision.bench.timing import cpu_description, cpu_flags
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu sse2 avx avx2 avx512f "
+                    "avx512_vnni amx_int8\n")
+    assert {"avx2", "avx512_vnni"} <= cpu_flags(info)
+    assert cpu_description(info).startswith("Test CPU 9000, ")
+    assert cpu_description(info).endswith(", avx512, VNNI, AMX")
+    info.write_text("model name\t: Older CPU\nflags\t\t: fpu sse2 avx avx2\n")
+    assert cpu_description(info).endswith(", avx2")
+    assert cpu_flags(tmp_path / "missing") == set()

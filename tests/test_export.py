@@ -151,6 +151,32 @@ def test_int8_lsnet_quantizes_without_littering(tmp_path, monkeypatch):
     assert list(work.iterdir()) == []
 
 
+@pytest.mark.parametrize(("flags", "lacks"), [
+    ("fpu sse2 avx avx2 fma", True),  # AVX2 only (e.g. an EPYC before Zen 4): u8s8 kernels can saturate
+    ("fpu sse2 avx2 avx512f avx512bw", True),  # AVX-512 without VNNI
+    ("fpu sse2 avx2 avx512f avx512_vnni", False),
+    ("fpu sse2 avx2 avx_vnni", False),
+    (None, False),  # ARM: "Features", no x86 flags
+])
+def test_cpu_vnni_detection(tmp_path, flags, lacks):
+    from litevision.export.quantize import cpu_lacks_vnni
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\n" + (f"flags\t\t: {flags}\n" if flags else "Features\t: fp asimd\n"))
+    assert cpu_lacks_vnni(info) is lacks
+    assert cpu_lacks_vnni(tmp_path / "missing") is False
+
+
+def test_int8_reduce_range_is_recorded(tmp_path):
+    path = export_onnx(TinyNet().eval(), tmp_path / "tiny.onnx", input_size=(1, 32, 32), exporter="legacy").path
+    for reduce, limit in ((True, 64), (False, 127)):  # 7-bit weights: symmetric range [-64, 64]
+        q = quantize_int8(path, tmp_path / f"tiny_{reduce}.onnx", torch.rand(8, 1, 32, 32), reduce_range=reduce)
+        assert q.reduce_range is reduce
+        weights = [onnx.numpy_helper.to_array(t) for t in onnx.load(str(q.path)).graph.initializer
+                   if t.data_type == TensorProto.INT8]
+        assert weights and max(int(abs(w.astype(int)).max()) for w in weights) == limit
+
+
 def test_se_gate_detection_ignores_the_classifier_pooling(tmp_path):
     def export(model: nn.Module, name: str) -> str:
         return str(export_onnx(model.eval(), tmp_path / name, input_size=(1, 32, 32), exporter="legacy").path)

@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="INT8: quantize every supported op (full) or only dense convs / Gemm / Add (dense)")
     p.add_argument("--calibration-method", choices=("percentile", "minmax", "entropy"), default="percentile",
                    help="INT8: activation ranges from the 99.999th percentile (default), min/max or entropy")
+    p.add_argument("--reduce-range", choices=("auto", "yes", "no"), default="auto",
+                   help="INT8: 7-bit weights for x86 CPUs without VNNI, where 8-bit ones can saturate "
+                        "(auto: decided from this machine's CPU)")
     p.set_defaults(func=run)
 
 
@@ -45,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
             opset=args.opset, exporter=args.exporter, min_agreement=args.min_agreement,
             keep_se_float=not args.quantize_se, int8_policy=args.int8_policy,
             calibration_method=args.calibration_method,
+            reduce_range={"auto": None, "yes": True, "no": False}[args.reduce_range],
         )
     except ExportError as e:
         print(f"litevision export: failed: {e}", file=sys.stderr)

@@ -79,6 +79,7 @@ def export_model(
     keep_se_float: bool = True,
     int8_policy: str = "full",
     calibration_method: str = "percentile",
+    reduce_range: bool | None = None,
 ) -> ExportResult:
     """Export ``model_spec`` (a litevision name, ``timm:<name>`` or ``tv:<name>``) as ``fmt`` into ``output_dir``.
 
@@ -88,6 +89,8 @@ def export_model(
     with ``data_config`` its input size and normalization (default: the model card's).
     ``images``: folder or dataset used for calibration and the real-image parity checks (default: the
     bundled Fashion-MNIST subset). ``input_size``: (H, W) or (C, H, W); default the model card's.
+    INT8 options (``keep_se_float``, ``int8_policy``, ``calibration_method``, ``reduce_range``) are those
+    of :func:`litevision.export.quantize.quantize_int8`.
     """
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
@@ -131,10 +134,12 @@ def export_model(
                 # calibrate on training images: the parity check's test images must not have tuned the ranges
                 calib = load_images(images, count=calibration_images, cfg=cfg, split="train")
                 q = quantize_int8(onnx_info.path, out_dir / f"{stem}_int8.onnx", calib, keep_se_float=keep_se_float,
-                                  policy=int8_policy, calibration_method=calibration_method)
+                                  policy=int8_policy, calibration_method=calibration_method,
+                                  reduce_range=reduce_range)
                 result.details.update(domains=check_standard_ops(q.path), calibration_images=q.calibration_images,
                                       float_nodes=q.excluded_nodes, quantized_op_types=q.quantized_op_types,
-                                      int8_policy=int8_policy, calibration_method=q.calibration_method)
+                                      int8_policy=int8_policy, calibration_method=q.calibration_method,
+                                      reduce_range=q.reduce_range)
                 result.path = q.path
             result.checks = check_parity(fmt, module_runner(reference), onnx_runner(ort_session(result.path)),
                                          checked, batch_size=verify_batch, quantized=fmt == "onnx-int8",

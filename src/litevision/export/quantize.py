@@ -9,6 +9,11 @@ Squeeze-excite gates quantize badly: the gate's sigmoid/hard-sigmoid output mult
 map, so an 8-bit gate error becomes a per-channel scale error everywhere downstream (MobileNetV3,
 EfficientNet). :func:`se_gate_nodes` finds those gate branches (global pooling → ... → Mul) and the
 default policy keeps them in float; they run on 1x1 tensors, so this costs no speed.
+
+On x86-64 CPUs without VNNI (AVX2, AVX-512 without VNNI) onnxruntime's u8×s8 kernels add pairs of
+products in 16-bit registers (``vpmaddubsw``), which saturate with full-range 8-bit weights; there the
+weights are quantized to 7 bits (onnxruntime's ``reduce_range``), by default decided from the CPU that
+runs the quantization (:func:`cpu_lacks_vnni`).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ class QuantizeResult:
     excluded_nodes: list[str] = field(default_factory=list)
     quantized_op_types: list[str] = field(default_factory=list)
     calibration_method: str = "percentile"  # the one used: histogram methods fall back to min/max on a flat tensor
+    reduce_range: bool = False  # 7-bit weights (for x86 CPUs without VNNI)
 
 
 def quantize_int8(
@@ -51,6 +57,7 @@ def quantize_int8(
     calibration_method: str = "percentile",
     exclude_nodes: Iterable[str] = (),
     op_types: Iterable[str] | None = None,
+    reduce_range: bool | None = None,
 ) -> QuantizeResult:
     """Quantize ``fp32_path`` into ``out_path`` calibrated on ``calibration`` (N, C, H, W) images.
 
@@ -61,7 +68,9 @@ def quantize_int8(
     of the calibration activations (default: a few outliers no longer stretch the 256 levels; MobileNetV3's
     top-1 agreement with fp32 went from 98.6% with ``"minmax"`` to 99.1%), their min/max, or the
     entropy (KL) criterion. ``keep_se_float`` leaves squeeze-excite gate branches in float;
-    ``exclude_nodes`` adds node names; ``op_types`` overrides the op types to quantize.
+    ``exclude_nodes`` adds node names; ``op_types`` overrides the op types to quantize. ``reduce_range``:
+    7-bit weights against int16 saturation on CPUs without VNNI; ``None`` decides for this machine
+    (:func:`cpu_lacks_vnni`) — pass ``True`` when the file is for such a CPU and made elsewhere.
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown quantization policy {policy!r}; choose from {', '.join(POLICIES)}")
@@ -78,6 +87,8 @@ def quantize_int8(
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    if reduce_range is None:
+        reduce_range = cpu_lacks_vnni()
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,7 +119,7 @@ def quantize_int8(
         def quantize(method: str) -> None:
             quantize_static(
                 str(pre), str(out_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                 nodes_to_exclude=sorted(excluded) or None,
                 op_types_to_quantize=list(op_types) if op_types else None, calibrate_method=methods[method],
                 extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
@@ -123,7 +134,19 @@ def quantize_int8(
             quantize(used)
     quantized = onnx.load(str(out_path), load_external_data=False)
     ops = _quantized_op_types(quantized)
-    return QuantizeResult(out_path, len(samples), sorted(excluded), ops, calibration_method=used)
+    return QuantizeResult(out_path, len(samples), sorted(excluded), ops, calibration_method=used,
+                          reduce_range=reduce_range)
+
+
+def cpu_lacks_vnni(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> bool:
+    """True on an x86-64 CPU without VNNI (``avx512_vnni`` / ``avx_vnni`` / AMX), where onnxruntime's
+    u8×s8 kernels can saturate; False elsewhere (VNNI CPUs, ARM, or no ``/proc/cpuinfo`` to read)."""
+    from litevision.bench.timing import cpu_flags
+
+    flags = cpu_flags(cpuinfo)
+    if "sse2" not in flags:  # not an x86 CPU (ARM lists "Features"), or nothing to read
+        return False
+    return not {"avx512_vnni", "avx_vnni", "amx_int8"} & flags
 
 
 def _pre_process(quant_pre_process: object, fp32_path: str | os.PathLike[str], out: Path) -> None:
