@@ -106,14 +106,21 @@ def fixed_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def cpu_flags(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> set[str]:
-    """The CPU's feature flags from ``/proc/cpuinfo`` (x86 ``flags`` line); empty where unreadable."""
+def _read_cpuinfo(cpuinfo: str | os.PathLike[str]) -> str:
     try:
-        text = Path(cpuinfo).read_text()
+        return Path(cpuinfo).read_text()
     except OSError:
-        return set()
+        return ""
+
+
+def _flags_of(text: str) -> set[str]:
     line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
     return set(line.split(":", 1)[1].split()) if ":" in line else set()
+
+
+def cpu_flags(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (x86 ``flags`` line); empty where unreadable."""
+    return _flags_of(_read_cpuinfo(cpuinfo))
 
 
 def cpu_description(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> str:
@@ -121,15 +128,12 @@ def cpu_description(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> str:
     only comparable on the same kind of CPU (e.g. onnxruntime's INT8 gains need VNNI)."""
     import platform
 
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        text = ""
+    text = _read_cpuinfo(cpuinfo)
     name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")),
                 platform.processor() or "unknown CPU")
-    flags = cpu_flags(cpuinfo)
+    flags = _flags_of(text)
     simd = next((s for s in ("avx512f", "avx2", "avx", "sse2") if s in flags), None)
-    parts = [name, platform.machine()] + ([simd.replace("f", "") if simd == "avx512f" else simd] if simd else [])
+    parts = [name, platform.machine()] + ([simd.removesuffix("f")] if simd else [])
     if {"avx512_vnni", "avx_vnni"} & flags:
         parts.append("VNNI")
     if "amx_int8" in flags:

@@ -164,10 +164,11 @@ def aggregate_kernels(weights: Tensor, kernels: Tensor) -> Tensor:
     routing at a small batch): then one ``embedding_bag`` sums only the selected rows, reading k of the N
     kernels (LCNet-T at batch 1: 2 of 5 per layer). Tracing, exporting and compiling always take the matmul
     (no data-dependent branch in a graph)."""
-    n = kernels.shape[0]
-    if _is_exporting() or torch.compiler.is_compiling() or weights.dtype != kernels.dtype:
+    b, n = weights.shape[0], kernels.shape[0]
+    # a batch at least as large as the bank selects >= N kernels in all (each sample keeps one or more):
+    # no need to look at the weights
+    if b >= n or _is_exporting() or torch.compiler.is_compiling() or weights.dtype != kernels.dtype:
         return weights @ kernels
-    b = weights.shape[0]
     nz = weights.nonzero()  # (nnz, 2) as (sample, kernel), sorted by sample
     if nz.shape[0] >= n:
         return weights @ kernels
