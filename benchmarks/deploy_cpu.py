@@ -31,11 +31,12 @@ import numpy as np
 import torch
 
 import litevision as lv
-from litevision.bench.timing import cpu_description, fixed_threads, time_interleaved
+from litevision.bench.timing import fixed_threads, time_interleaved
 from litevision.export.images import load_images
 from litevision.export.onnx import export_onnx, ort_session
 from litevision.export.quantize import POLICIES, quantize_int8
 from litevision.models._peers import DataConfig, create_any_model, resolve_data_config
+from litevision.utils.cpu import cpu_description
 
 ROOT = Path(__file__).resolve().parent
 

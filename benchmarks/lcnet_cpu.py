@@ -35,8 +35,9 @@ from torch import nn
 
 import litevision as lv
 from litevision.bench.complexity import count_complexity
-from litevision.bench.timing import TimingStats, cpu_description, fixed_threads, time_interleaved
+from litevision.bench.timing import TimingStats, fixed_threads, time_interleaved
 from litevision.layers.dynamic_conv import DTConv, dynamic_conv2d
+from litevision.utils.cpu import cpu_description
 
 ROOT = Path(__file__).resolve().parent
 TARGET_MACS_PER_S_RATIO = 0.40

@@ -34,8 +34,9 @@ import torch
 import torch.nn.functional as F
 
 import litevision as lv
-from litevision.bench.timing import cpu_description, time_interleaved
+from litevision.bench.timing import time_interleaved
 from litevision.ops.ska import ska, ska_decomposed, ska_reference
+from litevision.utils.cpu import cpu_description
 
 # (model, stage, channels, resolution at 224 input) for every stage with LS convolutions
 SKA_SHAPES = [

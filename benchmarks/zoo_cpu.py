@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 import litevision as lv
-from litevision.bench.timing import TimingStats, cpu_description, fixed_threads
+from litevision.bench.timing import TimingStats, fixed_threads
+from litevision.utils.cpu import cpu_description
 
 # our model -> (reference, overrides for ours to follow the reference's conventions)
 PAIRS: dict[str, tuple[str, dict]] = {

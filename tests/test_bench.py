@@ -146,7 +146,7 @@ def test_cli_bench(tmp_path, capsys):
 
 
 def test_cpu_description_names_the_simd_level(tmp_path):
-    from litevision.bench.timing import cpu_description, cpu_flags
+    from litevision.utils.cpu import cpu_description, cpu_flags
 
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu sse2 avx avx2 avx512f "

@@ -159,7 +159,7 @@ def test_int8_lsnet_quantizes_without_littering(tmp_path, monkeypatch):
     (None, False),  # ARM: "Features", no x86 flags
 ])
 def test_cpu_vnni_detection(tmp_path, flags, lacks):
-    from litevision.export.quantize import cpu_lacks_vnni
+    from litevision.utils.cpu import cpu_lacks_vnni
 
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\n" + (f"flags\t\t: {flags}\n" if flags else "Features\t: fp asimd\n"))

@@ -7,7 +7,7 @@ from litevision.models import create_model, get_model_card, list_models, load_ch
 from litevision.modules import create_module, get_module_card, list_modules
 from litevision.modules.stitch import stitch
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "Complexity",

@@ -7,8 +7,8 @@ matrix products (``mm``/``addmm``/``bmm``/``baddbmm``, linear layers) and attent
 activations, residual additions, pooling, softmax) are not counted, as in the papers' tables (fvcore,
 thop and torchvision's metadata use the same convention).
 
-Special operators register their own formula with :func:`register_macs_formula`, keyed by the
-operator's ``torch.ops`` packet (e.g. LSNet's SKA custom op); no monkey-patching is involved.
+Special operators register their own formula with :func:`register_macs_formula` (:mod:`litevision.utils.macs`),
+keyed by the operator's ``torch.ops`` packet (e.g. LSNet's SKA custom op); no monkey-patching is involved.
 
 The CPU fused attention kernel (``aten._scaled_dot_product_flash_attention_for_cpu``) has no formula
 in torch 2.14.1, so FlopCounterMode would count it as zero; we register one.
@@ -24,23 +24,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-_MACS_FORMULAS: dict[Any, Callable[..., int]] = {}
-
-
-def register_macs_formula(op: Any, formula: Callable[..., int] | None = None) -> Any:
-    """Register ``formula(*args, out_shape=..., **kwargs) -> MACs`` for the operator packet ``op``.
-
-    Tensor arguments arrive as their shapes (``torch.Size``), other arguments as they are. Usable as a
-    decorator: ``@register_macs_formula(torch.ops.mylib.myop)``.
-    """
-    if hasattr(op, "_overloadpacket"):
-        op = op._overloadpacket
-
-    def deco(fn: Callable[..., int]) -> Callable[..., int]:
-        _MACS_FORMULAS[op] = fn
-        return fn
-
-    return deco(formula) if formula is not None else deco
+from litevision.utils.macs import macs_formulas, register_macs_formula
 
 
 def _sdpa_macs(query: torch.Size, key: torch.Size, value: torch.Size, *args: Any, out_shape: Any = None,
@@ -64,7 +48,7 @@ def _flop_mapping() -> dict[Any, Callable[..., int]]:
 
         return wrapped
 
-    return {op: to_flops(fn) for op, fn in _MACS_FORMULAS.items()}
+    return {op: to_flops(fn) for op, fn in macs_formulas().items()}
 
 
 @dataclass(frozen=True)

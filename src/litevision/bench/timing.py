@@ -11,11 +11,9 @@ our numbers against that widely used method.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -104,38 +102,3 @@ def fixed_threads(threads: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def _read_cpuinfo(cpuinfo: str | os.PathLike[str]) -> str:
-    try:
-        return Path(cpuinfo).read_text()
-    except OSError:
-        return ""
-
-
-def _flags_of(text: str) -> set[str]:
-    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
-    return set(line.split(":", 1)[1].split()) if ":" in line else set()
-
-
-def cpu_flags(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> set[str]:
-    """The CPU's feature flags from ``/proc/cpuinfo`` (x86 ``flags`` line); empty where unreadable."""
-    return _flags_of(_read_cpuinfo(cpuinfo))
-
-
-def cpu_description(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> str:
-    """``"<model name>, <arch>, <widest SIMD>[, VNNI][, AMX]"`` for benchmark metadata: absolute timings are
-    only comparable on the same kind of CPU (e.g. onnxruntime's INT8 gains need VNNI)."""
-    import platform
-
-    text = _read_cpuinfo(cpuinfo)
-    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")),
-                platform.processor() or "unknown CPU")
-    flags = _flags_of(text)
-    simd = next((s for s in ("avx512f", "avx2", "avx", "sse2") if s in flags), None)
-    parts = [name, platform.machine()] + ([simd.removesuffix("f")] if simd else [])
-    if {"avx512_vnni", "avx_vnni"} & flags:
-        parts.append("VNNI")
-    if "amx_int8" in flags:
-        parts.append("AMX")
-    return ", ".join(parts)

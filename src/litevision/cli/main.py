@@ -12,6 +12,7 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
+from litevision import __version__
 from litevision.errors import UserError
 
 _ORDER = ["list", "info", "modules", "train", "eval", "bench", "compare", "export", "ablate", "demo"]
@@ -22,8 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="litevision",
-        description="Lightweight image classification: train, evaluate, compare, benchmark, ablate and export.",
+        description="Lightweight vision networks: train, evaluate, compare, benchmark, ablate and export.",
     )
+    parser.add_argument("--version", action="version", version=f"litevision {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     names = [m.name for m in pkgutil.iter_modules(cli_pkg.__path__) if not m.name.startswith("_") and m.name != "main"]
     names.sort(key=lambda n: (_ORDER.index(n) if n in _ORDER else len(_ORDER), n))

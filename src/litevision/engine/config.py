@@ -1,6 +1,6 @@
 """Training configuration: a dataclass schema, YAML recipes, dotted ``--set a.b=c`` overrides.
 
-A recipe (``configs/*.yaml``) sets any subset of the fields below, by section; ``--set`` overrides are
+A recipe (``litevision/recipes/*.yaml``, ``litevision train --list-recipes``) sets any subset of the fields below, by section; ``--set`` overrides are
 applied on top (values are parsed as YAML: ``--set optim.lr=3e-4``, ``--set aug.scale=[0.5,1.0]``).
 Unknown sections or keys are errors that name the key and suggest close ones. The resolved config
 (every field) is written to ``<run>/config.yaml``, which is what ``--resume`` reads back.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.resources
 import os
 import types
 import typing
@@ -283,12 +284,14 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | tuple[str, ...]) ->
     return cfg
 
 
+RECIPES_ENV = "LITEVISION_RECIPES"
+
+
 def recipe_dirs() -> list[Path]:
-    """Where recipe names are looked up: ``$LITEVISION_CONFIGS``, ``./configs``, the source tree's ``configs``."""
-    dirs = [Path(p) for p in os.environ.get("LITEVISION_CONFIGS", "").split(os.pathsep) if p]
-    dirs.append(Path.cwd() / "configs")
-    dirs.append(Path(__file__).resolve().parents[3] / "configs")  # <repo>/configs for a source checkout
-    dirs.append(Path(__file__).resolve().parents[1] / "configs")  # litevision/configs if packaged
+    """Where recipe names are looked up, first match wins: the folders in ``$LITEVISION_RECIPES``
+    (``os.pathsep``-separated: a team's own recipes), then the recipes shipped inside the package."""
+    dirs = [Path(p) for p in os.environ.get(RECIPES_ENV, "").split(os.pathsep) if p]
+    dirs.append(Path(str(importlib.resources.files("litevision") / "recipes")))
     return [d for i, d in enumerate(dirs) if d.is_dir() and d not in dirs[:i]]
 
 

@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from litevision.engine.checkpoint import atomic_write_text
+from litevision.utils.io import atomic_write_text
 
 EPOCH_FIELDS = ["epoch", "step", "lr", "train_loss", "val_top1", "val_top5", "val_loss", "ema_val_top1",
                 "ema_val_top5", "ema_val_loss", "epoch_time_s", "images_per_s", "bad_images"]

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
+from litevision.utils.cpu import cpu_lacks_vnni
+
 POOL_OPS = frozenset({"GlobalAveragePool", "ReduceMean", "GlobalMaxPool", "ReduceMax"})
 GATE_OPS = frozenset({"Mul"})
 POLICIES = ("full", "dense")
@@ -136,17 +138,6 @@ def quantize_int8(
     ops = _quantized_op_types(quantized)
     return QuantizeResult(out_path, len(samples), sorted(excluded), ops, calibration_method=used,
                           reduce_range=reduce_range)
-
-
-def cpu_lacks_vnni(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> bool:
-    """True on an x86-64 CPU without VNNI (``avx512_vnni`` / ``avx_vnni`` / AMX), where onnxruntime's
-    u8×s8 kernels can saturate; False elsewhere (VNNI CPUs, ARM, or no ``/proc/cpuinfo`` to read)."""
-    from litevision.bench.timing import cpu_flags
-
-    flags = cpu_flags(cpuinfo)
-    if "sse2" not in flags:  # not an x86 CPU (ARM lists "Features"), or nothing to read
-        return False
-    return not {"avx512_vnni", "avx_vnni", "amx_int8"} & flags
 
 
 def _pre_process(quant_pre_process: object, fp32_path: str | os.PathLike[str], out: Path) -> None:

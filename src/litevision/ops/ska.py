@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from litevision.utils.macs import register_macs_formula
+
 __all__ = ["SKA", "ska", "ska_decomposed", "ska_macs", "ska_reference", "ska_shift", "ska_weight_norm"]
 
 
@@ -258,10 +260,6 @@ def _weight_norm_macs(w_shape: torch.Size, *args: object, out_shape: object = No
 
 
 def _register_formulas() -> None:
-    # ops ← bench is not a layering violation here: complexity.py only stores the formula, it imports
-    # no model code, and importing it from ops keeps the op and its cost model in one place.
-    from litevision.bench.complexity import register_macs_formula
-
     register_macs_formula(torch.ops.litevision.ska, ska_macs)
     register_macs_formula(torch.ops.litevision.ska_backward, _ska_backward_macs)
     register_macs_formula(torch.ops.litevision.ska_weight_norm, _weight_norm_macs)
