@@ -8,9 +8,9 @@ import pytest
 
 import litevision as lv
 from litevision.cli.main import main
-from litevision.engine import load_trained_model
-from litevision.engine.ablate import run_ablation
 from litevision.errors import UserError
+from litevision.models import load_trained_model
+from litevision.workflows import run_ablation
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from litevision.bench import bench_model, count_complexity, time_calls, timm_style_throughput, write_results
-from litevision.bench.benchmark import prepare_for_deploy
+from litevision.bench import count_complexity, time_calls, timm_style_throughput
+from litevision.bench.benchmark import bench_model, prepare_for_deploy, write_results
 from litevision.bench.memory import peak_rss_increase_mb
 from litevision.cli.main import main
-from litevision.models._peers import create_any_model
+from litevision.models import create_any_model
 
 
 def _sleeper(ms: float):

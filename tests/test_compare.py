@@ -8,14 +8,14 @@ import json
 
 import pytest
 
-from litevision.bench.report import PNG_MAGIC, check_html, screenshot_html
+from helpers.report_page import PNG_MAGIC, check_html, screenshot_html
 from litevision.cli.main import main
-from litevision.engine import compare as compare_mod
-from litevision.engine.compare import compare_models, run_demo
 from litevision.errors import UserError
+from litevision.workflows import compare as compare_mod
+from litevision.workflows import compare_models, run_demo
 
 TINY = {"data": "synthetic", "data_options": {"num_classes": 10, "image_size": 32, "train_size": 64, "test_size": 40}}
-FAST = {"threads": 1, "bench_batch": 4, "warmup": 1, "iters": 3, "exporter": "legacy", "log": lambda msg: None}
+FAST = {"threads": 1, "bench_batch": 4, "warmup": 1, "iters": 3, "exporter": "legacy"}
 
 
 def test_compare_trained_and_peer_models(tmp_path):
@@ -109,7 +109,7 @@ def test_check_html_finds_what_breaks_a_self_contained_page(tmp_path):
 def test_demo_skips_models_that_are_not_registered(tmp_path):
     report, paths = run_demo(tmp_path, models=["mobilenetv2_035", "not_landed_yet"],
                              overrides=["run.max_steps=1", "data.input_size=32"], threads=1, exporter="legacy",
-                             log=lambda msg: None, **TINY)
+                             **TINY)
     assert [r.model for r in report.rows] == ["mobilenetv2_035"] and report.rows[0].status == "ok"
     assert "not_landed_yet" in report.skipped[0] and paths["html"].is_file()
 

@@ -9,12 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from litevision.data import build_dataset, list_datasets
+from litevision.data import build_dataset, data_config_for, eval_dataset, list_datasets, load_bundle, train_dataset
 from litevision.data._image import BadImageError
 from litevision.data.fashion_mnist import BUNDLED, DEBIAN_DIR, read_idx
 from litevision.data.loader import ResumableSampler, ShardSampler, iterate, make_loader
 from litevision.data.transforms import AugmentConfig
-from litevision.engine.pipeline import build_eval_dataset, build_train_dataset, load_bundle, resolve_preprocess
 from litevision.errors import UserError
 
 
@@ -82,11 +81,11 @@ def test_image_folder_layout_and_channels(tmp_path: Path) -> None:
     _write_folder(tmp_path, mode="L")
     b = load_bundle(str(tmp_path))  # a path is an image folder
     assert b.class_names == ["cat", "dog"] and b.in_chans == 1 and (len(b.train), len(b.test)) == (6, 6)
-    pre = resolve_preprocess("mobilenetv2_035", b, input_size=16)
-    x, y = build_eval_dataset(b, pre)[0]
+    pre = data_config_for("mobilenetv2_035", b, input_size=16)
+    x, y = eval_dataset(b, pre)[0]
     assert x.shape == (1, 16, 16) and y == 0
     rgb = load_bundle("folder", root=str(tmp_path), options={"in_chans": 3})
-    x, _ = build_eval_dataset(rgb, resolve_preprocess("mobilenetv2_035", rgb, input_size=16))[0]
+    x, _ = eval_dataset(rgb, data_config_for("mobilenetv2_035", rgb, input_size=16))[0]
     assert x.shape == (3, 16, 16)
 
 
@@ -107,7 +106,7 @@ def test_truncated_image_fails_in_main_process_naming_the_file(tmp_path: Path, w
     Image.fromarray(np.full((64, 64, 3), 7, dtype=np.uint8)).save(target)
     target.write_bytes(target.read_bytes()[:-30])  # header intact, pixel data cut: fails only when decoded
     b = load_bundle(str(tmp_path))
-    ds = build_train_dataset(b, resolve_preprocess("mobilenetv2_035", b, input_size=8), AugmentConfig(), seed=0)
+    ds = train_dataset(b, data_config_for("mobilenetv2_035", b, input_size=8), AugmentConfig(), seed=0)
     loader = make_loader(ds, batch_size=4, workers=workers)
     with pytest.raises(BadImageError, match=r"1\.png.*--skip-bad"):
         list(iterate(loader, skip_bad=False))
@@ -118,15 +117,15 @@ def test_truncated_image_fails_in_main_process_naming_the_file(tmp_path: Path, w
 
 def test_augmentation_depends_on_seed_epoch_index_only() -> None:
     b = build_dataset("synthetic", image_size=16, train_size=8, test_size=4)
-    pre = resolve_preprocess("mobilenetv2_035", b, input_size=16)
+    pre = data_config_for("mobilenetv2_035", b, input_size=16)
     aug = AugmentConfig(rand_augment="rand-m9-mstd0.5", re_prob=0.5, hflip=0.5)
-    ds = build_train_dataset(b, pre, aug, seed=3)
+    ds = train_dataset(b, pre, aug, seed=3)
     first = ds[(1, 5)][0]
     torch.manual_seed(123)  # global RNG state must not matter
     np.random.seed(7)
     assert torch.equal(first, ds[(1, 5)][0])
     assert not torch.equal(first, ds[(2, 5)][0])
-    assert not torch.equal(first, build_train_dataset(b, pre, aug, seed=4)[(1, 5)][0])
+    assert not torch.equal(first, train_dataset(b, pre, aug, seed=4)[(1, 5)][0])
 
 
 def test_resumable_sampler_continues_the_same_order_and_shards() -> None:
@@ -146,9 +145,9 @@ def test_resumable_sampler_continues_the_same_order_and_shards() -> None:
 
 def test_eval_transform_uses_crop_pct() -> None:
     b = build_dataset("synthetic", image_size=40, train_size=4, test_size=4)
-    pre = resolve_preprocess("mobilenetv2_035", b, input_size=32, crop_pct=0.5)
-    x, _ = build_eval_dataset(b, pre)[0]
+    pre = data_config_for("mobilenetv2_035", b, input_size=32, crop_pct=0.5)
+    x, _ = eval_dataset(b, pre)[0]
     assert x.shape == (3, 32, 32)
     # resize 40 -> 64 then center 32: the crop covers the middle half of the image
-    full = resolve_preprocess("mobilenetv2_035", b, input_size=32, crop_pct=1.0)
-    assert not torch.equal(x, build_eval_dataset(b, full)[0][0])
+    full = data_config_for("mobilenetv2_035", b, input_size=32, crop_pct=1.0)
+    assert not torch.equal(x, eval_dataset(b, full)[0][0])

@@ -14,10 +14,9 @@ from litevision.cli.main import main
 from litevision.export import ExportError, check_standard_ops, export_model, se_gate_nodes
 from litevision.export.onnx import export_onnx
 from litevision.export.quantize import quantize_int8
-from litevision.models import list_models
-from litevision.models._peers import DataConfig
+from litevision.models import DataConfig, list_models
 
-CFG = DataConfig((1, 32, 32), (0.5,), (0.25,), "bilinear", 1.0)
+CFG = DataConfig(input_size=(1, 32, 32), mean=(0.5,), std=(0.25,), interpolation="bilinear", crop_pct=1.0)
 
 
 class TinyNet(nn.Module):

@@ -1,5 +1,5 @@
 """Hyperspectral pipeline (splits, train-only PCA, lazy padded patches), HSI metrics, maps, deterministic
-evaluation and a short HybridSN run, on a small synthetic scene."""
+evaluation and short HybridSN runs through the one trainer (the hyperspectral task), on a small synthetic scene."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from litevision.data.hyperspectral import (
     pad_cube,
     random_split,
 )
-from litevision.engine.hsi import HSIProtocol, predict, run_experiment
+from litevision.engine import evaluate_checkpoint, load_config, predict_logits, train
 from litevision.engine.hsi_metrics import (
     average_accuracy,
     cohen_kappa,
@@ -31,7 +31,9 @@ from litevision.engine.hsi_metrics import (
     per_class_accuracy,
     save_classification_maps,
 )
+from litevision.engine.tasks import HyperspectralTask
 from litevision.errors import UserError
+from litevision.workflows import run_hsi_experiment
 
 H, W, BANDS, CLASSES = 24, 20, 16, 3
 
@@ -177,8 +179,9 @@ def _small_model(**kw) -> torch.nn.Module:
 
 def test_evaluation_is_deterministic() -> None:
     bundle = build_bundle(_scene(), n_components=13, patch_size=9, seed=0)
-    model = _small_model().train()  # predict must switch dropout off by itself
-    first, second = predict(model, bundle.test, batch_size=32), predict(model, bundle.test, batch_size=7)
+    model = _small_model().train()  # inference must switch dropout off by itself
+    first = predict_logits(model, bundle.test, batch_size=32).argmax(1).numpy()
+    second = predict_logits(model, bundle.test, batch_size=7).argmax(1).numpy()
     assert np.array_equal(first, second) and model.training
     with torch.no_grad():
         logits = model.eval()(torch.stack([bundle.test[i][0] for i in range(len(bundle.test))]))
@@ -206,38 +209,53 @@ def test_hybridsn_options_and_bn_fusion() -> None:
     assert lv.count_complexity(_small_model(), (1, 13, 9, 9)).macs > 0
 
 
-def test_short_run_writes_result_and_map(tmp_path) -> None:
-    bundle = build_bundle(_scene(), n_components=13, patch_size=9, seed=0)
-    protocol = HSIProtocol(epochs=2, batch_size=64, seed=0)
-    state = tmp_path / "state.pt"
-    result = run_experiment(bundle, tmp_path, "run", protocol, eval_every=1, state_path=state, log=lambda s: None)
-    saved = json.loads((tmp_path / "run.json").read_text())
-    assert saved["metrics"]["oa"] == result["metrics"]["oa"] and (tmp_path / "run_map.png").is_file()
-    assert [row["epoch"] for row in saved["history"]] == [1, 2] and "test_oa" in saved["history"][0]
-    assert saved["split"]["train"] == len(bundle.train) and saved["protocol"]["batch_size"] == 64
-    # a finished state resumes to the same weights, hence the same (deterministic) test metrics
-    again = run_experiment(bundle, tmp_path / "again", "run", protocol, state_path=state, log=lambda s: None)
-    assert again["metrics"] == result["metrics"]
-
-
-def test_generic_trainer_then_hsi_eval(tmp_path) -> None:
-    """``litevision train`` runs HybridSN on a hyperspectral dataset (tensor samples); ``hsi eval`` reads the
-    dataset options back from the weights and reports OA / AA / kappa for the same test pixels."""
-    from litevision.engine import load_config, train
-    from litevision.engine.hsi import evaluate_checkpoint
-
+def _scene_config(tmp_path, *overrides: str):  # noqa: ANN202
+    """The paper's recipe pointed at the synthetic scene saved as .npy files (13 PCA bands, 9x9 patches)."""
     scene = _scene()
     np.save(tmp_path / "cube.npy", scene.cube)
     np.save(tmp_path / "gt.npy", scene.labels)
     options = {"cube": str(tmp_path / "cube.npy"), "ground_truth": str(tmp_path / "gt.npy"), "n_components": 13,
                "patch_size": 9}
-    cfg = load_config("hybridsn_indian_pines", [
-        "data.name=hyperspectral", f"data.options={json.dumps(options)}", "model.kwargs={bands: 13, patch_size: 9}",
-        "sched.epochs=1", "data.batch_size=64", f"run.output={tmp_path / 'runs'}", "run.name=r", "run.progress=false",
-        "run.tensorboard=false"])
+    return load_config("hybridsn_indian_pines", [
+        "data.name=hyperspectral", f"data.options={json.dumps(options)}", "sched.epochs=1", "data.batch_size=64",
+        f"run.output={tmp_path / 'runs'}", "run.name=r", "run.progress=false", "run.tensorboard=false", *overrides])
+
+
+def test_the_paper_recipe_runs_through_the_shared_trainer(tmp_path) -> None:
+    """Inverse-time decay from the recipe, the model's bands / patch size from the data, the hyperspectral task's
+    report (OA / AA / kappa, class map), and ``litevision eval`` scoring the run on its own test pixels."""
+    cfg = _scene_config(tmp_path, "sched.epochs=2")
+    assert cfg.sched.name == "inverse_time" and cfg.sched.decay_rate == 1e-6 and "bands" not in cfg.model.kwargs
     result = train(cfg)
-    report = evaluate_checkpoint(result.run_dir)
-    assert report["split"]["test"] == report["metrics"]["num_test_pixels"] > 0
-    assert (result.run_dir / "hsi-eval" / "hsi_map.png").is_file()
-    # one epoch: best == last weights, so the trainer's test top-1 is our OA
-    assert 100 * report["metrics"]["oa"] == pytest.approx(result.metrics["test_top1"], abs=1e-6)
+    m = result.metrics
+    assert m["task"] == "hyperspectral" and 0 <= m["test_oa"] <= 1 and {"test_aa", "test_kappa"} <= set(m)
+    assert (result.run_dir / "eval" / "class_map.png").is_file()
+    lr = [json.loads(line)["lr"] for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
+    updates = m["updates"]
+    assert lr[-1] == pytest.approx(1e-3 / (1 + 1e-6 * updates))  # Keras' decay, per update
+    report = evaluate_checkpoint(result.run_dir, out_dir=tmp_path / "again")
+    assert isinstance(report.oa, float) and report.num_test_pixels == json.loads(
+        (result.run_dir / "results.json").read_text())["test_report"]["num_test_pixels"]
+    assert report.oa == pytest.approx(m["test_oa"]) and (tmp_path / "again" / "class_map.png").is_file()
+    with pytest.raises(UserError, match="contradicts the data"):
+        train(_scene_config(tmp_path, "model.kwargs={bands: 30}", "run.name=bad"))
+
+
+def test_reproduce_writes_result_and_map_and_resumes(tmp_path) -> None:
+    cfg = _scene_config(tmp_path, "sched.epochs=2")
+    result = run_hsi_experiment(cfg, tmp_path / "out", "run")
+    saved = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert saved["metrics"]["oa"] == result["metrics"]["oa"] and (tmp_path / "out" / "run_map.png").is_file()
+    assert [row["epoch"] for row in saved["history"]] == [1, 2] and saved["protocol"]["schedule"] == "inverse_time"
+    assert saved["split"]["train"] > 0 and saved["protocol"]["batch_size"] == 64
+    # the finished run folder is resumed (nothing left to train), so the same weights give the same metrics
+    again = run_hsi_experiment(_scene_config(tmp_path, "sched.epochs=2"), tmp_path / "out", "run")
+    assert again["metrics"] == result["metrics"]
+
+
+def test_hyperspectral_task_is_chosen_by_the_dataset() -> None:
+    bundle = build_bundle(_scene(), n_components=13, patch_size=9, seed=0)
+    assert bundle.task == "hyperspectral"
+    task = HyperspectralTask(bundle, HyperspectralTask.resolve_data_config(bundle, "hybridsn"))
+    assert task.model_kwargs() == {"bands": 13, "patch_size": 9} and task.data_config.input_size == (1, 13, 9, 9)
+    assert task.data_config.norm_source == "none"

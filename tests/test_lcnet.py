@@ -234,14 +234,14 @@ def test_lcnet_block_hyper_parameters_are_configurable():
     assert all((m.num_heads, m.pool_size, m.key_keep_ratio) == (4, 5, 0.25) for m in mdams)
     with pytest.raises(ValueError, match="one value per stage"):
         lv.create_model("lcnet_t", num_kernels=(2, 3))
-    with pytest.raises(TypeError, match="LCNetCfg fields"):
+    with pytest.raises(TypeError, match="config fields: .*num_kernels"):
         lv.create_model("lcnet_t", num_kernel=3)
 
 
 def test_card_states_the_paper_gap_and_is_not_pp_lcnet():
     card = lv.get_model_card("lcnet_t")
     assert "PP-LCNet" in card.notes and "25%" in card.notes
-    assert (card.paper_params_m, card.paper_macs_g) == (19.48, 1.28)
+    assert (card.figures.params_m, card.figures.macs_g) == (19.48, 1.28)
     assert not card.export_dynamic_hw  # the ONNX graph is exported for one input size
 
 

@@ -261,8 +261,8 @@ def test_attention_bias_resize_matches_bicubic_interpolate() -> None:
 
 def test_cards_and_complexity() -> None:
     card = get_model_card("lsnet_b_distill")
-    assert card.params_fused and card.paper_top1 == 81.6 and card.paper_macs_g == 1.3
-    assert get_model_card("lsnet_t").paper_top1 == 74.9
+    assert card.figures.params_fused and card.figures.top1 == 81.6 and card.figures.macs_g == 1.3
+    assert get_model_card("lsnet_t").figures.top1 == 74.9
     model = lv.fuse_model(lv.create_model("lsnet_t"))
     c = lv.count_complexity(model, (3, 224, 224))
     # SKA at the LS blocks: stage 2 (128 ch, 14x14) once, stage 3 (256 ch, 7x7) four times

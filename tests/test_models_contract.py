@@ -15,7 +15,7 @@ ALL_MODELS = lv.list_models()
 
 def _is_heavy(name: str) -> bool:
     card = get_model_card(name)
-    return (card.paper_macs_g or 0) > 2.0 or (card.paper_params_m or 0) > 30 or card.extra.get("heavy", False)
+    return (card.figures.macs_g or 0) > 2.0 or (card.figures.params_m or 0) > 30 or card.extra.get("heavy", False)
 
 
 def _params(names: list[str]) -> list:

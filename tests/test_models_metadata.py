@@ -8,11 +8,11 @@ import litevision as lv
 from litevision.bench.model_table import measure_model
 from litevision.models import get_model_card
 
-CHECKED = [n for n in lv.list_models() if get_model_card(n).complexity_tol is not None]
+CHECKED = [n for n in lv.list_models() if get_model_card(n).figures.complexity_tol is not None]
 
 
 def _params(names: list[str]) -> list:
-    heavy = lambda n: (get_model_card(n).paper_macs_g or 0) > 4.0  # noqa: E731
+    heavy = lambda n: (get_model_card(n).figures.macs_g or 0) > 4.0  # noqa: E731
     return [pytest.param(n, marks=pytest.mark.slow) if heavy(n) else n for n in names]
 
 
@@ -20,19 +20,20 @@ def _params(names: list[str]) -> list:
 def test_params_and_macs_match_paper(name: str) -> None:
     card = get_model_card(name)
     row = measure_model(name)
-    tol = card.complexity_tol
-    if card.paper_params_m:
-        assert abs(row.params_diff_pct) <= 100 * tol, f"params {row.params_m:.3f}M vs paper {card.paper_params_m}M"
-    if card.paper_macs_g:
-        assert abs(row.macs_diff_pct) <= 100 * tol, f"MACs {row.macs_g:.4f}G vs paper {card.paper_macs_g}G"
+    tol, paper = card.figures.complexity_tol, card.figures
+    if paper.params_m:
+        assert abs(row.params_diff_pct) <= 100 * tol, f"params {row.params_m:.3f}M vs paper {paper.params_m}M"
+    if paper.macs_g:
+        assert abs(row.macs_diff_pct) <= 100 * tol, f"MACs {row.macs_g:.4f}G vs paper {paper.macs_g}G"
 
 
 @pytest.mark.parametrize("name", lv.list_models())
 def test_card_is_complete(name: str) -> None:
     card = get_model_card(name)
-    assert card.paper and card.family
-    assert len(card.mean) == len(card.std) == card.input_size[0] or card.extra.get("fixed_in_chans")
-    if card.complexity_tol is None:
+    assert card.paper.title and card.family
+    data = card.data_config
+    assert len(data.mean) == len(data.std) == data.in_chans or card.extra.get("fixed_in_chans")
+    if card.figures.complexity_tol is None:
         assert card.notes, "a card that cannot match its paper must say why in notes"
 
 

@@ -10,7 +10,7 @@ import torch
 
 import litevision as lv
 from litevision.errors import UserError
-from litevision.models._contract import FeatureExtractor
+from litevision.models import FeatureExtractor
 from litevision.modules.stitch import Stitched, resolve_targets, stitch
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.trace deprecation

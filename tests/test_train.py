@@ -17,22 +17,14 @@ import torch
 from safetensors.torch import load_file
 
 from litevision.cli.main import main as cli_main
-from litevision.data import list_datasets
-from litevision.engine import (
-    NonFiniteLossError,
-    build_eval_dataset,
-    evaluate,
-    list_recipes,
-    load_config,
-    load_trained_model,
-    preprocess_from_metadata,
-    train,
-)
+from litevision.data import eval_dataset, list_datasets, load_bundle
+from litevision.engine import NonFiniteLossError, evaluate, list_recipes, load_config, train
 from litevision.engine import trainer as trainer_mod
 from litevision.engine.checkpoint import CheckpointStore, load_state
 from litevision.engine.config import ConfigError, find_recipe
+from litevision.engine.tasks import DistillationLoss
 from litevision.errors import UserError
-from litevision.models import list_models
+from litevision.models import data_config_from_metadata, list_models, load_trained_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,10 +65,8 @@ def test_smoke_run_writes_a_complete_run_folder(tiny_run: trainer_mod.RunResult)
     # weights rebuild with their preprocessing and reproduce the run's test accuracy
     model, meta = load_trained_model(run)
     assert meta["class_names"] == [f"class_{i}" for i in range(4)] and meta["input_size"] == [3, 16, 16]
-    from litevision.engine import load_bundle
-
     bundle = load_bundle("synthetic", {"image_size": 16, "train_size": 64, "test_size": 32, "num_classes": 4})
-    test_set = build_eval_dataset(bundle, preprocess_from_metadata(meta))
+    test_set = eval_dataset(bundle, data_config_from_metadata(meta))
     report = evaluate(model, test_set, class_names=meta["class_names"])
     assert report.top1 == pytest.approx(m["test_top1"])
     # trainer state is plain data: loads with weights_only=True
@@ -126,14 +116,14 @@ def test_existing_run_needs_resume(tiny_run: trainer_mod.RunResult) -> None:
 
 def test_nan_loss_stops_with_last_good_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}
-    forward = trainer_mod.TrainLoss.forward
+    forward = DistillationLoss.forward
 
     def poisoned(self, inputs, outputs, targets):  # noqa: ANN001, ANN202
         calls["n"] += 1
         loss = forward(self, inputs, outputs, targets)
         return loss * float("nan") if calls["n"] == 6 else loss
 
-    monkeypatch.setattr(trainer_mod.TrainLoss, "forward", poisoned)
+    monkeypatch.setattr(DistillationLoss, "forward", poisoned)
     cfg = load_config("quick", tiny(tmp_path, "nan", "run.checkpoint_every=2"))
     with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 1, update 6.*step-000000004"):
         train(cfg)
@@ -221,7 +211,7 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path: Path) -> None:
     resumed = subprocess.run([sys.executable, "-m", "litevision.cli.main", "train", "--resume",
                               str(tmp_path / "killed")], env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resumed" in resumed.stdout
+    assert "resumed" in resumed.stderr
     _, err = reference.communicate()
     assert reference.returncode == 0, err[-3000:]
     for name in ("last.safetensors", f"checkpoints/step-{6:09d}.safetensors"):
@@ -253,7 +243,7 @@ def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
     result = json.loads((tmp_path / "ddp" / "results.json").read_text())
     assert result["world_size"] == 2 and result["global_batch"] == 16 and result["updates"] == 8
     assert result["test_report"]["num_samples"] == 32  # sharded evaluation gathers every test sample once
-    assert proc.stdout.count("litevision train: done") == 1  # rank-0 logging
+    assert proc.stderr.count("training done in") == 1  # rank-0 logging
 
 
 def test_batchnorm_recalibration_matches_batch_statistics(tmp_path: Path) -> None:

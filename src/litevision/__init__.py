@@ -6,10 +6,10 @@ from litevision.layers.fuse import fuse_model
 from litevision.models import create_model, get_model_card, list_models, load_checkpoint
 from litevision.modules import create_module, get_module_card, list_modules
 from litevision.modules.stitch import stitch
-
-__version__ = "0.2.0.dev0"
+from litevision.version import __version__
 
 __all__ = [
+    "__version__",
     "Complexity",
     "count_complexity",
     "create_model",

@@ -36,8 +36,9 @@ from litevision.bench.complexity import count_complexity
 from litevision.bench.memory import peak_rss_increase_mb
 from litevision.bench.timing import TimingStats, fixed_threads, time_calls, timm_style_throughput
 from litevision.errors import UserError
-from litevision.layers.fuse import fuse_model
-from litevision.models._peers import DataConfig, parse_model_spec, resolve_data_config
+from litevision.export import export_onnx, load_images, load_model_for_deploy, ort_session, quantize_int8, quiet_torch
+from litevision.layers import fuse_model
+from litevision.models import DataConfig, is_litevision_weights, parse_model_spec, resolve_data_config
 
 BACKENDS = ("eager", "channels_last", "compile", "ort", "ort_int8")
 DEFAULT_BACKENDS = ("eager", "channels_last", "ort", "ort_int8")
@@ -163,8 +164,6 @@ def bench_model(
         raise UserError("batch size and iteration counts must be >= 1")
     threads = threads or default_threads()
     if model is None:
-        from litevision.export.api import is_litevision_weights, load_model_for_deploy
-
         if checkpoint is None and is_litevision_weights(spec):  # a run folder / weights file as the model
             spec, checkpoint = None, spec
         model, cfg, spec = load_model_for_deploy(spec, checkpoint=checkpoint, num_classes=num_classes,
@@ -211,8 +210,6 @@ def _measure(result: BenchResult, make: Callable[[int], Runner], cfg: DataConfig
              iters: int, batch_iters: int, *, compiled: bool) -> None:
     run_batch = make(batch_size)
     if compiled:  # the first call compiles: measure memory on the second
-        from litevision.export.onnx import quiet_torch
-
         with quiet_torch():
             run_batch()
     result.peak_mem_mb = peak_rss_increase_mb(run_batch)
@@ -235,8 +232,6 @@ def _runner_factory(backend: str, model: nn.Module, cfg: DataConfig, threads: in
         if backend == "channels_last":
             net = copy.deepcopy(model).to(memory_format=torch.channels_last)
         elif backend == "compile":
-            from litevision.export.onnx import quiet_torch
-
             net = torch.compile(copy.deepcopy(model), dynamic=False)
             with torch.inference_mode(), quiet_torch():
                 net(data(1))  # compile now so a failure is reported as n/a with its reason
@@ -254,15 +249,10 @@ def _runner_factory(backend: str, model: nn.Module, cfg: DataConfig, threads: in
 
         return make_torch
 
-    from litevision.export.onnx import export_onnx, ort_session
-
     path = tmp / "fp32.onnx"
     if not path.exists():  # exported once, shared by the fp32 and INT8 backends
         export_onnx(copy.deepcopy(model), path, input_size=cfg.input_size, exporter=exporter)
     if backend == "ort_int8":
-        from litevision.export.images import load_images
-        from litevision.export.quantize import quantize_int8
-
         calib = load_images(calibration, count=calibration_images, cfg=cfg, split="train")
         path = quantize_int8(path, tmp / "int8.onnx", calib).path
     session = ort_session(path, threads=threads)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from litevision.bench.complexity import Complexity, count_complexity
-from litevision.layers.fuse import fuse_model
+from litevision.layers import fuse_model
 from litevision.models import create_model, get_model_card
 
 
@@ -42,13 +42,13 @@ def measure_model(name: str) -> ModelRow:
     """
     card = get_model_card(name)
     kwargs = {"num_classes": card.extra.get("paper_num_classes", 1000), "in_chans": card.input_size[0]}
+    fused, paper = card.figures.params_fused, card.figures
     try:
         with torch.device("meta"):
-            c = _complexity(name, card.params_fused, card.input_size, kwargs)
+            c = _complexity(name, fused, card.input_size, kwargs)
     except Exception:  # data-dependent control flow or an op without a meta kernel
-        c = _complexity(name, card.params_fused, card.input_size, kwargs)
-    return ModelRow(name, card.input_size, c.params / 1e6, c.macs / 1e9, card.paper_params_m, card.paper_macs_g,
-                    card.paper_top1)
+        c = _complexity(name, fused, card.input_size, kwargs)
+    return ModelRow(name, card.input_size, c.params / 1e6, c.macs / 1e9, paper.params_m, paper.macs_g, paper.top1)
 
 
 def _complexity(name: str, fused: bool, input_size: tuple[int, ...], kwargs: dict) -> Complexity:

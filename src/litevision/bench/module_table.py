@@ -24,8 +24,7 @@ from torch import nn
 
 from litevision.bench.complexity import count_complexity
 from litevision.bench.timing import fixed_threads, time_calls
-from litevision.modules import create_module, get_module_card, list_modules
-from litevision.modules._registry import REF_CHANNELS, REF_SIZE
+from litevision.modules import REF_CHANNELS, REF_SIZE, create_module, get_module_card, list_modules
 
 DEFAULT_LATENCY_JSON = Path("benchmarks/results/modules_cpu.json")
 BENCH_BATCH = 8

@@ -1,9 +1,14 @@
 """``litevision ablate --model M --module X --where W --data D``: the model with and without a plug-in module,
-same recipe and seed; prints the deltas (params, MACs, latency, accuracy). Logic: litevision.engine.ablate."""
+same recipe and seed; prints the deltas (params, MACs, latency, accuracy). Logic: litevision.workflows.ablate."""
 
 from __future__ import annotations
 
 import argparse
+
+import yaml
+
+from litevision.errors import UserError
+from litevision.workflows import run_ablation
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,11 +35,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
-
-    from litevision.engine.ablate import run_ablation
-    from litevision.errors import UserError
-
     module_kwargs = {}
     for item in args.module_opt:
         key, sep, value = item.partition("=")

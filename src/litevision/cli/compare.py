@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from litevision.cli._common import add_threshold_arguments, threshold_options
+from litevision.engine.config import parse_override
 from litevision.errors import UserError
+from litevision.workflows import compare_models
 
 MODEL_HELP = "litevision name, timm:<name>, tv:<name>, or a run folder / weights file of `litevision train`"
 
@@ -30,20 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--iters", type=int, default=30, help="timed calls at batch 1")
     p.add_argument("--no-export-check", action="store_true", help="skip the ONNX exportability check")
     p.add_argument("--exporter", choices=("dynamo", "legacy"), default="dynamo", help="ONNX exporter")
-    t = p.add_argument_group("two-class threshold report")
-    t.add_argument("--threshold-mode", default="fixed", choices=["fixed", "balanced", "recall"])
-    t.add_argument("--threshold", type=float, default=0.5)
-    t.add_argument("--positive-class")
-    t.add_argument("--target-recall", type=float)
-    t.add_argument("--recall-class")
+    add_threshold_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from litevision.engine.compare import compare_models
-    from litevision.engine.config import parse_override
-    from litevision.engine.evaluate import ThresholdOptions
-
     checkpoints = {}
     for item in args.checkpoint:
         name, sep, path = item.partition("=")
@@ -51,8 +45,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--checkpoint {item!r}: use MODEL=PATH")
         checkpoints[name] = path
     options = dict(parse_override(o) for o in args.data_opt) if args.data_opt else None
-    threshold = ThresholdOptions(mode=args.threshold_mode, threshold=args.threshold, positive_class=args.positive_class,
-                                 target_recall=args.target_recall, recall_class=args.recall_class)
+    threshold = threshold_options(args)
     report, paths = compare_models(
         args.models, args.output, data=args.data, data_options=options, split=args.split, input_size=args.input_size,
         train=args.train, recipe=args.recipe, overrides=args.overrides, checkpoints=checkpoints, threshold=threshold,

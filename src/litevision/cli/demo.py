@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from litevision.workflows import DEMO_MODELS, run_demo
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="train lcnet_t, lsnet_t, mobilenetv3_small_100, shufflenetv2_100 and a timm "
@@ -22,8 +24,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from litevision.engine.compare import DEMO_MODELS, run_demo
-
     start = time.perf_counter()
     report, paths = run_demo(args.output, models=args.models or DEMO_MODELS, overrides=args.overrides,
                              threads=args.threads, exporter=args.exporter)

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             names += matched
     if len(names) == 1 and not args.json:
         card = get_model_card(names[0])
-        print(f"{names[0]}: {card.paper} ({card.venue})")
+        print(f"{names[0]}: {card.paper.title} ({card.paper.venue})")
         if card.notes:
             print(f"notes: {card.notes}")
     print_table(names, as_json=args.json)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from litevision.cli.info import print_table
 from litevision.models import list_models
 
 
@@ -17,8 +18,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     names = list_models(args.pattern)
     if args.info:
-        from litevision.cli.info import print_table
-
         print_table(names)
     else:
         print("\n".join(names))

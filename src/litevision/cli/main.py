@@ -1,36 +1,46 @@
 """The ``litevision`` command. Argument parsing only: every subcommand calls library functions.
 
-Each module ``litevision/cli/<name>.py`` (not starting with ``_``) defines ``register(subparsers)``,
-which adds its subcommand and sets ``func(args) -> int``.
+Each module ``litevision/cli/<name>.py`` defines ``register(subparsers)``, which adds its subcommand and sets
+``func(args) -> int``; :data:`COMMANDS` lists them in the order ``--help`` shows. Library messages go through
+``logging`` (logger ``litevision``); this is where they get a handler: one line each on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import pkgutil
+import logging
 import sys
 from collections.abc import Sequence
 
-from litevision import __version__
+from litevision.cli import ablate, bench, compare, demo, export, hsi, info, modules, train
+from litevision.cli import eval as eval_cmd
+from litevision.cli import list as list_cmd
 from litevision.errors import UserError
+from litevision.version import __version__
 
-_ORDER = ["list", "info", "modules", "train", "eval", "bench", "compare", "export", "ablate", "demo"]
+COMMANDS = (list_cmd, info, modules, train, eval_cmd, bench, compare, export, ablate, demo, hsi)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Library messages (progress, notes) as plain lines on stderr; results stay on stdout."""
+    logger = logging.getLogger("litevision")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import litevision.cli as cli_pkg
-
     parser = argparse.ArgumentParser(
         prog="litevision",
         description="Lightweight vision networks: train, evaluate, compare, benchmark, ablate and export.",
     )
     parser.add_argument("--version", action="version", version=f"litevision {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    names = [m.name for m in pkgutil.iter_modules(cli_pkg.__path__) if not m.name.startswith("_") and m.name != "main"]
-    names.sort(key=lambda n: (_ORDER.index(n) if n in _ORDER else len(_ORDER), n))
-    for name in names:
-        importlib.import_module(f"litevision.cli.{name}").register(sub)
+    for command in COMMANDS:
+        command.register(sub)
     return parser
 
 
@@ -40,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    configure_logging()
     try:
         return int(args.func(args) or 0)
     except UserError as e:

@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
+from litevision.bench.module_table import module_rows
+from litevision.cli._common import format_table
+from litevision.errors import UserError
+from litevision.modules import get_module_card, list_modules
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -30,11 +35,6 @@ def _count(n: int | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from litevision.bench.module_table import module_rows
-    from litevision.cli._common import format_table
-    from litevision.errors import UserError
-    from litevision.modules import get_module_card, list_modules
-
     if not any(ch in args.pattern for ch in "*?[") and args.pattern not in list_modules():
         get_module_card(args.pattern)  # unknown name: raises with close names
     rows = module_rows(args.pattern, measure=args.measure, latency_json=args.latency_json)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+import yaml
+
+from litevision.data import DATASETS
+from litevision.engine import list_recipes, load_config, resume, train
 from litevision.errors import UserError
 
 
@@ -40,16 +45,10 @@ def _shortcuts(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
-
-    from litevision.engine import list_recipes, load_config, resume, train
-
     if args.list_recipes:
         print("\n".join(list_recipes()))
         return 0
     if args.list_data:
-        from litevision.data import DATASETS
-
         for name in DATASETS:
             print(f"{name:24s} {DATASETS.get(name).meta}")
         return 0
@@ -58,8 +57,6 @@ def run(args: argparse.Namespace) -> int:
         if args.recipe:
             raise UserError("--resume continues a run with its saved config; do not pass a recipe too")
         if args.print_config:
-            from pathlib import Path
-
             print(yaml.safe_dump(load_config(Path(args.resume) / "config.yaml", overrides).to_dict(), sort_keys=False))
             return 0
         resume(args.resume, overrides)

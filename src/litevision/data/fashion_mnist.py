@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from litevision.data._image import ArrayImageDataset
+from litevision.data._image import ArrayImageDataset, stratified_indices
 from litevision.data.registry import DataBundle, register_dataset
 from litevision.errors import UserError
 
@@ -64,8 +64,6 @@ def _bundle(arrays: dict[str, np.ndarray], description: str, val_fraction: float
     train = ArrayImageDataset(arrays["x_train"], arrays["y_train"])
     val = None
     if val_fraction > 0:
-        from litevision.data._image import stratified_indices
-
         kept, held = stratified_indices(train.labels, val_fraction, seed)
         train, val = train.subset(kept), train.subset(held)
     return DataBundle(

@@ -336,6 +336,7 @@ def build_bundle(
         in_chans=1,
         class_names=list(scene.class_names),
         kind="tensor",
+        task="hyperspectral",
         native_size=(patch_size, patch_size),
         description=f"{scene.name}: {split} split, {len(train)} train / {len(test)} test pixels, "
                     f"PCA {n_components} (train pixels), {patch_size}x{patch_size} patches",

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 from collections.abc import Callable, Iterator
@@ -123,13 +124,20 @@ class ShardSampler(torch.utils.data.Sampler):
         return len(self.indices)
 
 
-def collate(batch: list[tuple[Any, int] | BadSample]) -> tuple[Any, Any, list[BadSample]]:
-    """``(inputs, labels, bad_samples)``; inputs/labels are ``None`` when every sample was unreadable."""
+Collate = Callable[[list[tuple[Any, Any]]], tuple[Any, Any]]
+
+
+def collate(batch: list[tuple[Any, Any] | BadSample], samples: Collate = default_collate
+            ) -> tuple[Any, Any, list[BadSample]]:
+    """``(inputs, targets, bad_samples)``; inputs/targets are ``None`` when every sample was unreadable.
+
+    ``samples`` batches the good ``(input, target)`` pairs (default: stack both; a task with variable-length
+    targets, such as detection, passes its own)."""
     good = [b for b in batch if not isinstance(b, BadSample)]
     bad = [b for b in batch if isinstance(b, BadSample)]
     if not good:
         return None, None, bad
-    x, y = default_collate(good)
+    x, y = samples(good)
     return x, y, bad
 
 
@@ -163,8 +171,10 @@ def make_loader(
     drop_last: bool = False,
     pin_memory: bool = False,
     seed: int = 0,
+    collate_samples: Collate = default_collate,
 ) -> DataLoader:
-    """A DataLoader with :func:`collate` and a private generator (never draws from the global torch RNG)."""
+    """A DataLoader with :func:`collate` (good samples batched by ``collate_samples``) and a private generator
+    (it never draws from the global torch RNG)."""
     generator = torch.Generator()
     generator.manual_seed(seed)
     return DataLoader(
@@ -173,7 +183,7 @@ def make_loader(
         sampler=sampler,
         shuffle=False,
         num_workers=workers,
-        collate_fn=collate,
+        collate_fn=functools.partial(collate, samples=collate_samples),
         drop_last=drop_last,
         pin_memory=pin_memory,
         persistent_workers=False,

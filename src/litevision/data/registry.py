@@ -6,6 +6,9 @@ A bundle holds train / test (and optional val) ``torch.utils.data.Dataset`` obje
 * ``"image"``: a ``PIL.Image`` (mode "L" or "RGB"); the training/eval pipeline applies the model's image
   transforms (resize/crop to the model input, augmentation, normalization).
 * ``"tensor"``: a ready float tensor (e.g. a hyperspectral patch (1, bands, H, W)) used as it is.
+
+``task`` names the training task the data is meant for (``litevision.engine.tasks``): ``classification``
+(the default), ``hyperspectral`` (per-pixel patches of a scene, reported as OA / AA / kappa and a class map).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class DataBundle:
     in_chans: int
     class_names: list[str]
     kind: Literal["image", "tensor"] = "image"
+    task: str = "classification"
     val: Dataset | None = None
     native_size: tuple[int, int] | None = None
     description: str = ""

@@ -1,57 +1,41 @@
-"""Training and evaluation engine.
+"""Training and evaluation engine: one trainer for every task, checkpoints, evaluation.
 
 Library API (``litevision train`` / ``litevision eval`` are thin wrappers over these)::
 
-    from litevision.engine import load_config, train, resume, evaluate
+    from litevision.engine import load_config, train, resume, evaluate_checkpoint
     cfg = load_config("quick", ["model.name=mobilenetv2_035"])   # recipe name/path + --set overrides
     result = train(cfg)                  # RunResult(run_dir, best_checkpoint, last_checkpoint, metrics, config)
-    model, meta = load_trained_model(result.run_dir)
-    report = evaluate(model, dataset_or_loader, class_names=meta["class_names"])   # EvalReport
+    report = evaluate_checkpoint(result.run_dir)   # the task's report (EvalReport for classification)
 """
 
 from litevision.engine.config import ConfigError, TrainConfig, apply_overrides, list_recipes, load_config
-from litevision.engine.evaluate import (
-    EvalReport,
-    Predictions,
-    ThresholdOptions,
-    ThresholdReport,
-    compute_report,
-    evaluate,
-    predict,
-)
-from litevision.engine.pipeline import (
-    Preprocess,
-    build_eval_dataset,
-    build_model,
-    load_bundle,
-    load_trained_model,
-    preprocess_from_metadata,
-    resolve_preprocess,
-)
+from litevision.engine.evaluate import evaluate, evaluate_checkpoint
+from litevision.engine.inference import predict_logits, run_inference
+from litevision.engine.metrics import EvalReport, ThresholdOptions, ThresholdReport, compute_report
+from litevision.engine.tasks import Evaluator, Report, Task, list_tasks, register_task
 from litevision.engine.trainer import NonFiniteLossError, RunResult, resume, train
 
 __all__ = [
     "ConfigError",
     "EvalReport",
+    "Evaluator",
     "NonFiniteLossError",
-    "Predictions",
-    "Preprocess",
+    "Report",
     "RunResult",
+    "Task",
     "ThresholdOptions",
     "ThresholdReport",
     "TrainConfig",
     "apply_overrides",
-    "build_eval_dataset",
-    "build_model",
     "compute_report",
     "evaluate",
+    "evaluate_checkpoint",
     "list_recipes",
-    "load_bundle",
+    "list_tasks",
     "load_config",
-    "load_trained_model",
-    "predict",
-    "preprocess_from_metadata",
-    "resolve_preprocess",
+    "predict_logits",
+    "register_task",
     "resume",
+    "run_inference",
     "train",
 ]

@@ -24,46 +24,11 @@ import torch
 from torch import Tensor
 
 from litevision.errors import UserError
+from litevision.models import save_weights
 from litevision.utils.io import atomic_write, atomic_write_text
 
 POINTER = "last.json"
 CHECKPOINT_DIR = "checkpoints"
-
-
-def save_weights(path: str | os.PathLike[str], state_dict: Mapping[str, Tensor], metadata: Mapping[str, Any]) -> Path:
-    """Write a state dict as safetensors; ``metadata`` values are stored as JSON strings."""
-    from safetensors.torch import save_file
-
-    tensors: dict[str, Tensor] = {}
-    seen: set[tuple[int, int]] = set()
-    for k, v in state_dict.items():
-        t = v.detach().cpu().contiguous()
-        key = (t.untyped_storage().data_ptr(), t.storage_offset())
-        if key in seen:  # safetensors refuses tensors sharing memory (tied weights): store a copy
-            t = t.clone()
-        seen.add(key)
-        tensors[k] = t
-    meta = {k: json.dumps(v) for k, v in metadata.items()}
-    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
-
-
-def load_weights(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Read (state_dict, metadata) from a safetensors file written by :func:`save_weights`."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"weights file not found: {path}")
-    with safe_open(str(path), framework="pt") as f:
-        raw = f.metadata() or {}
-    meta = {}
-    for k, v in raw.items():
-        try:
-            meta[k] = json.loads(v)
-        except json.JSONDecodeError:
-            meta[k] = v
-    return load_file(str(path), device="cpu"), meta
 
 
 def save_state(path: str | os.PathLike[str], state: Mapping[str, Any]) -> Path:

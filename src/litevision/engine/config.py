@@ -1,6 +1,7 @@
 """Training configuration: a dataclass schema, YAML recipes, dotted ``--set a.b=c`` overrides.
 
-A recipe (``litevision/recipes/*.yaml``, ``litevision train --list-recipes``) sets any subset of the fields below, by section; ``--set`` overrides are
+A recipe (``litevision/recipes/*.yaml``, ``litevision train --list-recipes``) sets any subset of the fields
+below, by section; ``--set`` overrides are
 applied on top (values are parsed as YAML: ``--set optim.lr=3e-4``, ``--set aug.scale=[0.5,1.0]``).
 Unknown sections or keys are errors that name the key and suggest close ones. The resolved config
 (every field) is written to ``<run>/config.yaml``, which is what ``--resume`` reads back.
@@ -20,12 +21,17 @@ from typing import Any
 
 import yaml
 
-from litevision.data.transforms import AugmentConfig
+from litevision.data import AugmentConfig
 from litevision.errors import UserError
 
 
 class ConfigError(UserError, ValueError):
     """A recipe or an override names an unknown key or gives a value of the wrong type."""
+
+
+@dataclass
+class TaskConfig:
+    name: str = "auto"  # a registered task (classification, hyperspectral, ...); auto = the dataset's
 
 
 @dataclass
@@ -75,14 +81,14 @@ class OptimConfig:
 
 @dataclass
 class SchedConfig:
-    name: str = "cosine"  # any timm scheduler: cosine, step, multistep, plateau, poly, tanh, ...
+    name: str = "cosine"  # any timm scheduler (cosine, step, multistep, poly, tanh, constant, ...) or inverse_time
     epochs: int = 10
     warmup_epochs: float = 0
     warmup_lr: float = 1e-6
     min_lr: float = 1e-5
     cooldown_epochs: int = 0
     decay_epochs: float | None = None  # step scheduler
-    decay_rate: float = 0.1
+    decay_rate: float = 0.1  # step: factor per decay_epochs; inverse_time: lr / (1 + decay_rate * updates)
     step_on_epochs: bool = False  # False = the lr changes every update (smooth warm-up and decay)
 
 
@@ -123,6 +129,7 @@ class RunConfig:
 
 @dataclass
 class TrainConfig:
+    task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfigSection = field(default_factory=DataConfigSection)
     aug: AugmentConfig = field(default_factory=AugmentConfig)

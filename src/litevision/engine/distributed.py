@@ -13,6 +13,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from litevision.errors import UserError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -36,8 +38,6 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            from litevision.errors import UserError
-
             raise UserError(f"run.device={name} but CUDA is not available (use run.device=cpu)")
         if device.index is None:
             device = torch.device(f"cuda:{local_rank}")

@@ -1,4 +1,4 @@
-"""Hyperspectral classification metrics and classification maps (pure functions).
+"""Hyperspectral classification metrics, their report and classification maps.
 
 The remote-sensing convention: overall accuracy (OA, fraction of test pixels right), average accuracy
 (AA, the mean of the per-class accuracies = recalls, over classes that have test pixels) and Cohen's
@@ -8,12 +8,17 @@ kappa (agreement corrected for chance, from the confusion matrix). Maps are (H, 
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from litevision.utils.optional import require
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -73,6 +78,60 @@ def hsi_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str
     }
 
 
+@dataclass
+class HSIReport:
+    """OA / AA / kappa (fractions in [0, 1]), per-class accuracy and the confusion matrix of one evaluation."""
+
+    oa: float
+    aa: float
+    kappa: float
+    num_test_pixels: int
+    per_class: list[dict[str, Any]]
+    confusion_matrix: list[list[int]]
+    meta: dict[str, Any] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_predictions(cls, y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str], *,
+                         meta: dict[str, Any] | None = None) -> HSIReport:
+        return cls(**hsi_report(y_true, y_pred, class_names), meta=dict(meta or {}))
+
+    def metrics(self) -> dict[str, float | None]:
+        return {"oa": self.oa, "aa": self.aa, "kappa": self.kappa}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"oa": self.oa, "aa": self.aa, "kappa": self.kappa, "num_test_pixels": self.num_test_pixels,
+                "per_class": self.per_class, "confusion_matrix": self.confusion_matrix, "meta": self.meta}
+
+    def summary(self) -> str:
+        lines = [f"OA {100 * self.oa:.2f}%  AA {100 * self.aa:.2f}%  kappa {100 * self.kappa:.2f}  "
+                 f"({self.num_test_pixels} pixels)"]
+        for row in self.per_class:
+            acc = "-" if row["accuracy"] is None else f"{100 * row['accuracy']:.2f}"
+            lines.append(f"  {row['class']:32s} {acc:>7s}  ({row['support']})")
+        return "\n".join(lines)
+
+    def save(self, out_dir: str | os.PathLike[str], *, plots: bool = True) -> dict[str, Path]:
+        """metrics.json, per_class.csv and confusion_matrix.csv (the class map needs the model: see
+        :meth:`litevision.engine.tasks.HyperspectralTask.visualize`)."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"json": out / "metrics.json", "per_class": out / "per_class.csv",
+                 "confusion_csv": out / "confusion_matrix.csv"}
+        paths["json"].write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        with open(paths["per_class"], "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["class", "accuracy", "support"])
+            w.writerows([r["class"], "" if r["accuracy"] is None else f"{r['accuracy']:.6f}", r["support"]]
+                        for r in self.per_class)
+        names = [r["class"] for r in self.per_class]
+        with open(paths["confusion_csv"], "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["true \\ predicted", *names])
+            w.writerows([name, *row] for name, row in zip(names, self.confusion_matrix))
+        return paths
+
+
 def label_map(shape: tuple[int, int], positions: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """(H, W) map with ``classes[i] + 1`` at ``positions[i]`` (row, col) and 0 elsewhere."""
     out = np.zeros(shape, dtype=np.int64)
@@ -83,7 +142,7 @@ def label_map(shape: tuple[int, int], positions: np.ndarray, classes: np.ndarray
 
 def class_palette(num_classes: int) -> np.ndarray:
     """(K + 1, 3) uint8 colours: black for 0 (unlabelled), then distinct colours per class."""
-    import matplotlib
+    matplotlib = require("matplotlib", "report")
 
     cmap = matplotlib.colormaps["tab20"]
     colours = [(0, 0, 0)] + [tuple(int(255 * v) for v in cmap(i % 20)[:3]) for i in range(num_classes)]
@@ -98,6 +157,7 @@ def save_classification_maps(
     title: str = "",
 ) -> Path:
     """Write a PNG with the ground truth and the predicted map side by side, plus a class legend."""
+    require("matplotlib", "report")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch

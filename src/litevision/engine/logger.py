@@ -11,18 +11,26 @@ import csv
 import io
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from litevision.utils.io import atomic_write_text
 
-EPOCH_FIELDS = ["epoch", "step", "lr", "train_loss", "val_top1", "val_top5", "val_loss", "ema_val_top1",
-                "ema_val_top5", "ema_val_loss", "epoch_time_s", "images_per_s", "bad_images"]
+LEADING_FIELDS = ("epoch", "step", "lr", "train_loss")
+TRAILING_FIELDS = ("epoch_time_s", "images_per_s", "bad_images")
+
+
+def epoch_fields(metrics: Sequence[str]) -> list[str]:
+    """log.csv's columns: progress, the task's validation metrics (plain and EMA), speed."""
+    return [*LEADING_FIELDS, *(f"{p}_{m}" for p in ("val", "ema_val") for m in metrics), *TRAILING_FIELDS]
 
 
 class RunLogger:
-    def __init__(self, run_dir: Path, *, enabled: bool = True, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: Path, *, metrics: Sequence[str] = ("top1", "top5", "loss"), enabled: bool = True,
+                 tensorboard: bool = True) -> None:
         self.enabled = enabled
+        self.fields = epoch_fields(metrics)
         self.jsonl = run_dir / "log.jsonl"
         self.csv = run_dir / "log.csv"
         self.tb = None
@@ -46,7 +54,7 @@ class RunLogger:
             with open(self.csv, newline="") as f:
                 rows = [r for r in csv.DictReader(f) if r.get("step") and int(r["step"]) <= step]
             buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=EPOCH_FIELDS, extrasaction="ignore")
+            w = csv.DictWriter(buf, fieldnames=self.fields, extrasaction="ignore")
             w.writeheader()
             w.writerows(rows)
             atomic_write_text(self.csv, buf.getvalue())
@@ -66,12 +74,12 @@ class RunLogger:
         self._jsonl({"kind": "epoch", **record})
         new = not self.csv.is_file()
         with open(self.csv, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=EPOCH_FIELDS, extrasaction="ignore")
+            w = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
             if new:
                 w.writeheader()
-            w.writerow({k: _fmt(record.get(k)) for k in EPOCH_FIELDS})
+            w.writerow({k: _fmt(record.get(k)) for k in self.fields})
         if self.tb is not None:
-            for k in EPOCH_FIELDS[2:]:
+            for k in self.fields[2:]:
                 if isinstance(record.get(k), int | float):
                     self.tb.add_scalar(f"epoch/{k}", record[k], record["epoch"])
             self.tb.flush()

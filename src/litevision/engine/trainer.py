@@ -1,10 +1,11 @@
-"""The training loop: ``train(config) -> RunResult``.
+"""The one training loop: ``train(config) -> RunResult`` for every task (:mod:`litevision.engine.tasks`).
 
-Built from timm's parts rather than re-written: ``create_optimizer_v2``, ``create_scheduler_v2``,
-``dispatch_clip_grad`` (adaptive gradient clipping included), ``Mixup`` and ``ModelEmaV3``. Adds what a
-team needs around them: AMP, channels-last, gradient accumulation, DDP under torchrun, per-epoch
-validation with the shared evaluation code, best/last weights, CSV/JSONL logs, hard/soft distillation,
-and checkpoints that resume exactly.
+Built from timm's parts rather than re-written: ``create_optimizer_v2``, its schedulers
+(:mod:`litevision.engine.schedulers`), ``dispatch_clip_grad`` (adaptive gradient clipping included) and
+``ModelEmaV3``. Adds what a team needs around them: AMP, channels-last, gradient accumulation, DDP under
+torchrun, per-epoch validation with the task's evaluator, best/last weights, CSV/JSONL logs, distillation
+from a frozen teacher, and checkpoints that resume exactly. What differs between tasks — the data and its
+batches, the loss, the metrics and the report — comes from the task.
 
 Exact resume: every input to an update is a function of the saved state. The sampler's order depends
 on (seed, epoch) and skips what the interrupted epoch already consumed; per-sample augmentation is
@@ -20,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import math
 import os
 import random
@@ -27,38 +29,30 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
+from litevision.data import load_bundle
 from litevision.data.loader import ResumableSampler, ShardSampler, iterate, make_loader, seed_all
 from litevision.engine import distributed as D
-from litevision.engine.checkpoint import (
-    CheckpointStore,
-    atomic_write_text,
-    capture_rng_state,
-    load_state,
-    load_weights,
-    restore_rng_state,
-    save_weights,
-)
+from litevision.engine.batchnorm import recalibrate_batchnorm
+from litevision.engine.checkpoint import CheckpointStore, capture_rng_state, load_state, restore_rng_state
 from litevision.engine.config import TrainConfig, load_config, save_config
-from litevision.engine.evaluate import EvalReport, compute_report, predict
+from litevision.engine.inference import run_inference
 from litevision.engine.logger import RunLogger
-from litevision.engine.pipeline import (
-    build_eval_dataset,
-    build_model,
-    build_train_dataset,
-    load_bundle,
-    load_trained_model,
-    resolve_preprocess,
-    weights_metadata,
-)
+from litevision.engine.schedulers import create_scheduler
+from litevision.engine.tasks import Report, Task, task_class
 from litevision.errors import UserError
+from litevision.models import create_any_model, load_trained_model, load_weights, save_weights, weights_metadata
+from litevision.utils.io import atomic_write_text
+from litevision.utils.optional import available
+
+log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 _TRAIN_STREAM = 0x7E57  # separates the trainer's seeds from the per-sample augmentation seeds
@@ -77,52 +71,29 @@ class RunResult:
     config: TrainConfig = field(repr=False)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# losses
+@dataclass
+class EpochTotals:
+    """Running sums of the epoch in progress (saved in checkpoints, so a resumed epoch reports all of it)."""
 
+    loss_sum: float = 0.0
+    batches: int = 0
+    samples: int = 0
 
-class TrainLoss(nn.Module):
-    """Classification loss plus optional DeiT-style distillation from a frozen teacher.
+    def add(self, loss: float, samples: int) -> None:
+        self.loss_sum += loss
+        self.batches += 1
+        self.samples += samples
 
-    A model that returns ``(class_logits, distill_logits)`` in training (distilled LSNet / DeiT variants)
-    gets the class loss on the first and the distillation loss on the second; other models get both on
-    their single output. ``hard``: cross-entropy to the teacher's argmax; ``soft``: KL divergence at
-    temperature ``tau``. Total = (1 - alpha) * class loss + alpha * distillation loss.
-    """
+    @property
+    def mean_loss(self) -> float:
+        return self.loss_sum / max(self.batches, 1)
 
-    def __init__(self, base: nn.Module, teacher: nn.Module | None = None, kind: str = "none", alpha: float = 0.5,
-                 tau: float = 1.0) -> None:
-        super().__init__()
-        if kind not in ("none", "hard", "soft"):
-            raise UserError(f"distill.type must be none, hard or soft, not {kind!r}")
-        if kind != "none" and teacher is None:
-            raise UserError(f"distill.type={kind} needs distill.teacher")
-        self.base, self.kind, self.alpha, self.tau = base, kind, alpha, tau
-        self.teacher = teacher
+    def to_state(self) -> list[float]:
+        return [self.loss_sum, self.batches, self.samples]
 
-    def forward(self, inputs: Tensor, outputs: Tensor | tuple[Tensor, Tensor], targets: Tensor) -> Tensor:
-        if isinstance(outputs, tuple | list):
-            cls_out, dist_out = outputs[0], outputs[1]
-        else:
-            cls_out = dist_out = outputs
-        loss = self.base(cls_out, targets)
-        if self.kind == "none":
-            if dist_out is not cls_out:
-                loss = (loss + self.base(dist_out, targets)) / 2
-            return loss
-        with torch.no_grad():
-            t = self.teacher(inputs)
-            t = (sum(t) / len(t)) if isinstance(t, tuple | list) else t
-        if self.kind == "hard":
-            kd = F.cross_entropy(dist_out, t.argmax(dim=1))
-        else:
-            kd = F.kl_div(F.log_softmax(dist_out / self.tau, dim=1), F.log_softmax(t / self.tau, dim=1),
-                          reduction="sum", log_target=True) * (self.tau ** 2) / dist_out.numel()
-        return loss * (1 - self.alpha) + kd * self.alpha
-
-
-# ---------------------------------------------------------------------------------------------------------
-# the trainer
+    @classmethod
+    def from_state(cls, state: list[float]) -> EpochTotals:
+        return cls(float(state[0]), int(state[1]), int(state[2]))
 
 
 def _amp_dtype(name: str, device: torch.device) -> torch.dtype | None:
@@ -165,157 +136,122 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _hms(seconds: float) -> str:
+    s = int(max(seconds, 0))
+    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
 class Trainer:
-    """One training run. Use :func:`train` / :func:`resume`; the class is here for readers and tests."""
+    """One training run. Use :func:`train` / :func:`resume`; the class is here for readers and tests.
+
+    The constructor builds, in order: the data and the task, the model, the optimizer and its schedule, the
+    loss (with the teacher), the DDP / EMA wrappers, the validation loader, then the run's progress state
+    (restored from the last checkpoint when resuming).
+    """
 
     def __init__(self, cfg: TrainConfig, dist: D.DistInfo, run_dir: Path, resuming: bool) -> None:
-        from timm.optim import create_optimizer_v2
-        from timm.scheduler import create_scheduler_v2
-
         self.cfg, self.dist, self.run_dir = cfg, dist, run_dir
-        self.main = dist.is_main
-        self.device = dist.device
-        r = cfg.run
-        if r.threads > 0:
-            torch.set_num_threads(r.threads)
-        _seed_everything(r.seed + dist.rank)
+        self.main, self.device = dist.is_main, dist.device
+        if cfg.run.threads > 0:
+            torch.set_num_threads(cfg.run.threads)
+        _seed_everything(cfg.run.seed + dist.rank)
+        self._build_data()
+        self._build_model()
+        self._build_optimizer()
+        self._build_schedule()
+        self._build_loss()
+        self._build_wrappers()
+        self._build_validation()
+        self._init_progress(resuming)
 
-        # data
-        d = cfg.data
+    # --- build steps -------------------------------------------------------------------------------------
+
+    def _build_data(self) -> None:
+        """The dataset, the task that goes with it, the training set, sampler and loader."""
+        cfg, d = self.cfg, self.cfg.data
         self.bundle = load_bundle(d.name, d.options, root=d.root, skip_bad=d.skip_bad)
+        task_cls = task_class(cfg.task.name, self.bundle)
+        data_config = task_cls.resolve_data_config(
+            self.bundle, cfg.model.name, input_size=d.input_size, in_chans=d.in_chans, crop_pct=d.crop_pct,
+            interpolation=d.interpolation, norm=d.norm, mean=d.mean, std=d.std,
+            pretrained=cfg.model.checkpoint is not None)
+        self.task: Task = task_cls(self.bundle, data_config)
+        self.data_config = data_config
         self.num_classes = self.bundle.num_classes
-        self.pre = resolve_preprocess(cfg.model.name, self.bundle, input_size=d.input_size, in_chans=d.in_chans,
-                                      crop_pct=d.crop_pct, interpolation=d.interpolation, norm=d.norm, mean=d.mean,
-                                      std=d.std, pretrained=cfg.model.checkpoint is not None)
-        self.train_set = build_train_dataset(self.bundle, self.pre, cfg.aug, seed=r.seed)
+        self.train_set = self.task.train_dataset(cfg.aug, seed=cfg.run.seed)
         self.val_split = self._val_split()
-        self.sampler = ResumableSampler(self.train_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
-                                        seed=r.seed)
-        self.loader = make_loader(self.train_set, batch_size=d.batch_size, sampler=self.sampler, workers=d.workers,
-                                  drop_last=True, pin_memory=self.device.type == "cuda", seed=r.seed)
+        self.sampler = ResumableSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
+                                        shuffle=True, seed=cfg.run.seed)
+        self.loader = self._loader(self.train_set, d.batch_size, sampler=self.sampler, drop_last=True,
+                                   seed=cfg.run.seed)
         self.accum = max(1, cfg.optim.accum_steps)
-        batches = self.sampler.num_samples // d.batch_size
-        self.updates_per_epoch = batches // self.accum
+        self.updates_per_epoch = self.sampler.num_samples // d.batch_size // self.accum
         if self.updates_per_epoch == 0:
-            raise UserError(f"{len(self.train_set)} training samples over {dist.world_size} process(es) do not "
-                            f"fill one update of batch {d.batch_size} x {self.accum} accumulation steps; "
+            raise UserError(f"{len(self.train_set)} training samples over {self.dist.world_size} process(es) do "
+                            f"not fill one update of batch {d.batch_size} x {self.accum} accumulation steps; "
                             "lower data.batch_size")
+        self.global_batch = d.batch_size * self.accum * self.dist.world_size
 
-        # model, optimizer, schedule
-        self.model = build_model(cfg.model.name, num_classes=self.num_classes, in_chans=self.pre.input_size[0],
-                                 kwargs=cfg.model.kwargs, checkpoint=cfg.model.checkpoint,
-                                 checkpoint_num_classes=cfg.model.checkpoint_num_classes).to(self.device)
-        self.channels_last = r.channels_last if r.channels_last is not None else self.device.type == "cuda"
+    def _loader(self, dataset: Any, batch_size: int, **kwargs: Any) -> torch.utils.data.DataLoader:
+        return make_loader(dataset, batch_size=batch_size, workers=self.cfg.data.workers,
+                           pin_memory=self.device.type == "cuda", collate_samples=self.task.collate, **kwargs)
+
+    def _build_model(self) -> None:
+        """The model (with the constructor arguments the data implies), on the device, in its memory format."""
+        cfg, run = self.cfg, self.cfg.run
+        self.model_kwargs = self._model_kwargs()
+        self.model = self._create_model(cfg.model.name, kwargs=self.model_kwargs, checkpoint=cfg.model.checkpoint,
+                                        checkpoint_num_classes=cfg.model.checkpoint_num_classes).to(self.device)
+        self.channels_last = run.channels_last if run.channels_last is not None else self.device.type == "cuda"
         if self.channels_last and any(p.dim() == 5 for p in self.model.parameters()):  # 3-D convs (HybridSN)
-            if r.channels_last:
+            if run.channels_last:
                 raise UserError(f"run.channels_last=true: {cfg.model.name} has 3-D convolutions; the channels-last "
                                 "layout is for 2-D image models")
             self.channels_last = False
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.amp_dtype = _amp_dtype(r.amp, self.device)
+        self.amp_dtype = _amp_dtype(run.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
-        o = cfg.optim
-        self.global_batch = d.batch_size * self.accum * dist.world_size
-        self.lr = o.lr if o.lr is not None else o.lr_base * self._lr_scale(o.lr_base_scale, o.lr_base_size)
-        opt_kwargs: dict[str, Any] = {}
-        if o.eps is not None:
-            opt_kwargs["eps"] = o.eps
-        if o.betas is not None:
-            opt_kwargs["betas"] = tuple(o.betas)
-        try:
-            self.optimizer = create_optimizer_v2(self.model, opt=o.opt, lr=self.lr, weight_decay=o.weight_decay,
-                                                 momentum=o.momentum, filter_bias_and_bn=o.filter_bias_and_bn,
-                                                 **opt_kwargs)
-        except (ValueError, AssertionError) as e:
-            raise UserError(f"optim.opt={o.opt!r}: {e}") from None
-        s = cfg.sched
-        # run.max_steps shorter than the run: the schedule (warm-up, decay) is compressed to end with it,
-        # as one "epoch" of max_steps updates with the epoch-counted settings scaled alike
-        epochs, warmup, decay, cooldown, per_epoch = s.epochs, s.warmup_epochs, s.decay_epochs, s.cooldown_epochs, \
-            self.updates_per_epoch
-        compressed = bool(cfg.run.max_steps) and not s.step_on_epochs \
-            and cfg.run.max_steps < s.epochs * self.updates_per_epoch
-        if compressed:
-            epochs, warmup, cooldown, per_epoch = 1, s.warmup_epochs / s.epochs, 0, cfg.run.max_steps
-            decay = s.decay_epochs / s.epochs if s.decay_epochs else s.decay_epochs
-        try:
-            self.scheduler, self.total_epochs = create_scheduler_v2(
-                self.optimizer, sched=s.name, num_epochs=epochs, decay_epochs=decay, decay_rate=s.decay_rate,
-                cooldown_epochs=cooldown, min_lr=s.min_lr, warmup_lr=s.warmup_lr, warmup_epochs=warmup,
-                step_on_epochs=s.step_on_epochs, updates_per_epoch=per_epoch)
-            if compressed:  # the epochs the data loop would run (it stops at max_steps)
-                self.total_epochs = s.epochs + s.cooldown_epochs
-        except ValueError as e:
-            raise UserError(f"sched: {e}") from None
-        if self.scheduler is None:  # sched.name == "none": constant lr
-            self.total_epochs = s.epochs
-
-        # augmentation on batches, loss, EMA, distillation
-        a = cfg.aug
-        self.mixup = None
-        if a.mixup > 0 or a.cutmix > 0:
-            from timm.data import Mixup
-
-            self.mixup = Mixup(mixup_alpha=a.mixup, cutmix_alpha=a.cutmix, prob=a.mixup_prob,
-                               switch_prob=a.mixup_switch_prob, mode=a.mixup_mode, label_smoothing=a.smoothing,
-                               num_classes=self.num_classes)
-        if self.mixup is not None:
-            from timm.loss import SoftTargetCrossEntropy
-
-            base: nn.Module = SoftTargetCrossEntropy()
-        else:
-            base = nn.CrossEntropyLoss(label_smoothing=a.smoothing)
-        self.loss_fn = TrainLoss(base, self._build_teacher(), cfg.distill.type, cfg.distill.alpha, cfg.distill.tau)
-        if cfg.distill.type != "none" and hasattr(self.model, "set_distilled_training"):
-            self.model.set_distilled_training(True)  # distilled variants return (head, head_dist) in training
         self.aux_loss_weight = cfg.model.aux_loss_weight
         if self.aux_loss_weight and not callable(getattr(self.model, "auxiliary_loss", None)):
             raise UserError(f"model.aux_loss_weight={self.aux_loss_weight}: {cfg.model.name} has no auxiliary loss "
                             "(models that have one define auxiliary_loss(), e.g. lcnet_*)")
 
-        self.ddp = None
-        if dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
+    def _model_kwargs(self) -> dict[str, Any]:
+        """``model.kwargs`` plus what the task derives from the data; a contradiction between them is an error."""
+        kwargs = dict(self.cfg.model.kwargs)
+        for key, value in self.task.model_kwargs().items():
+            if key in kwargs and kwargs[key] != value:
+                raise UserError(f"model.kwargs.{key}={kwargs[key]!r} contradicts the data, which gives {value!r} "
+                                f"(remove the key, or change data.options)")
+            kwargs[key] = value
+        return kwargs
 
-            self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
-                                               else None)
-        self.ema = None
-        if cfg.ema.enabled:
-            from timm.utils import ModelEmaV3
+    def _create_model(self, name: str, *, kwargs: dict[str, Any] | None = None, checkpoint: str | None = None,
+                      checkpoint_num_classes: int | None = None) -> nn.Module:
+        try:
+            return create_any_model(name, num_classes=self.num_classes, in_chans=self.data_config.in_chans,
+                                    checkpoint_path=checkpoint, checkpoint_num_classes=checkpoint_num_classes,
+                                    **(kwargs or {}))
+        except TypeError as e:
+            raise UserError(f"model {name}: {e} (check model.kwargs)") from None
 
-            self.ema = ModelEmaV3(self.model, decay=cfg.ema.decay, use_warmup=cfg.ema.warmup,
-                                  stochastic_rounding=False)
+    def _build_optimizer(self) -> None:
+        from timm.optim import create_optimizer_v2
 
-        # validation loader (sharded across ranks, gathered for metrics)
-        self.val_loader = None
-        if self.val_split != "none":
-            val_set = build_eval_dataset(self.bundle, self.pre, self.val_split)
-            self.val_loader = make_loader(val_set, batch_size=d.eval_batch_size or 2 * d.batch_size,
-                                          sampler=ShardSampler(len(val_set), num_replicas=dist.world_size,
-                                                               rank=dist.rank),
-                                          workers=d.workers, pin_memory=self.device.type == "cuda")
-
-        # progress state
-        self.epoch, self.micro, self.step = 0, 0, 0
-        self.best_top1, self.best_epoch = -math.inf, -1
-        self.elapsed_prev = 0.0
-        self.bad_images: list[str] = [b.path for b in self.bundle.extra.get("skipped", [])]
-        self.history: list[dict[str, Any]] = []
-        self.store = CheckpointStore(run_dir, keep=r.keep_checkpoints)
-        self.logger = RunLogger(run_dir, enabled=self.main, tensorboard=r.tensorboard)
-        self._last_report: EvalReport | None = None
-        self._validated_at = -1  # update count of the last validation in this process
-        self._epoch_acc: list = [0.0, 0, 0]
-        self._epoch_stats: dict[str, float] = {}
-        if resuming:
-            self._load_resume_state()
-        if self.step == 0:
-            self.logger.truncate(0)  # a fresh start in a folder left by a run killed before its first checkpoint
-        self._apply_schedule()
-        self._steps_at_start = self.step
-
-    # --- setup helpers ---------------------------------------------------------------------------------
+        o = self.cfg.optim
+        self.lr = o.lr if o.lr is not None else o.lr_base * self._lr_scale(o.lr_base_scale, o.lr_base_size)
+        extra: dict[str, Any] = {}
+        if o.eps is not None:
+            extra["eps"] = o.eps
+        if o.betas is not None:
+            extra["betas"] = tuple(o.betas)
+        try:
+            self.optimizer = create_optimizer_v2(self.model, opt=o.opt, lr=self.lr, weight_decay=o.weight_decay,
+                                                 momentum=o.momentum, filter_bias_and_bn=o.filter_bias_and_bn,
+                                                 **extra)
+        except (ValueError, AssertionError) as e:
+            raise UserError(f"optim.opt={o.opt!r}: {e}") from None
 
     def _lr_scale(self, how: str, base_size: int) -> float:
         ratio = self.global_batch / base_size
@@ -325,13 +261,17 @@ class Trainer:
             return math.sqrt(ratio)
         raise UserError(f"optim.lr_base_scale must be linear or sqrt, not {how!r}")
 
-    def _val_split(self) -> str:
-        split = self.cfg.data.val_split
-        if split not in ("val", "test", "none"):
-            raise UserError(f"data.val_split must be val, test or none, not {split!r}")
-        if split == "val" and self.bundle.val is None:
-            return "test"
-        return split
+    def _build_schedule(self) -> None:
+        self.scheduler, self.total_epochs = create_scheduler(
+            self.cfg.sched, self.optimizer, updates_per_epoch=self.updates_per_epoch, max_steps=self.cfg.run.max_steps)
+
+    def _build_loss(self) -> None:
+        """The task's loss, with a frozen teacher when distillation is on; batch-level augmentation."""
+        cfg = self.cfg
+        self.batch_transform = self.task.batch_transform(cfg.aug)
+        self.loss_fn = self.task.criterion(cfg.aug, self._build_teacher(), cfg.distill)
+        if cfg.distill.type != "none" and hasattr(self.model, "set_distilled_training"):
+            self.model.set_distilled_training(True)  # distilled variants return (head, head_dist) in training
 
     def _build_teacher(self) -> nn.Module | None:
         dc = self.cfg.distill
@@ -347,32 +287,86 @@ class Trainer:
             if not dc.teacher_checkpoint:
                 raise UserError("a teacher given by model name needs distill.teacher_checkpoint (its trained weights); "
                                 "a random teacher teaches nothing")
-            teacher = build_model(dc.teacher, num_classes=self.num_classes, in_chans=self.pre.input_size[0],
-                                  checkpoint=dc.teacher_checkpoint)
+            teacher = self._create_model(dc.teacher, checkpoint=dc.teacher_checkpoint)
         teacher.requires_grad_(False)
         teacher.eval()
         teacher = teacher.to(self.device)
         return teacher.to(memory_format=torch.channels_last) if self.channels_last else teacher
 
+    def _build_wrappers(self) -> None:
+        """DistributedDataParallel under torchrun; the EMA copy of the weights."""
+        self.ddp = None
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.model, device_ids=device_ids)
+        self.ema = None
+        if self.cfg.ema.enabled:
+            from timm.utils import ModelEmaV3
+
+            self.ema = ModelEmaV3(self.model, decay=self.cfg.ema.decay, use_warmup=self.cfg.ema.warmup,
+                                  stochastic_rounding=False)
+
+    def _build_validation(self) -> None:
+        """The validation loader, sharded across ranks (the task's evaluator merges the shards)."""
+        self.val_loader = None
+        if self.val_split != "none":
+            self.val_loader = self._eval_loader(self.val_split)
+
+    def _eval_loader(self, split: str) -> torch.utils.data.DataLoader:
+        dataset = self.task.eval_dataset(split)
+        sampler = ShardSampler(len(dataset), num_replicas=self.dist.world_size, rank=self.dist.rank)
+        return self._loader(dataset, self.cfg.data.eval_batch_size or 2 * self.cfg.data.batch_size, sampler=sampler)
+
+    def _val_split(self) -> str:
+        split = self.cfg.data.val_split
+        if split not in ("val", "test", "none"):
+            raise UserError(f"data.val_split must be val, test or none, not {split!r}")
+        if split == "val" and self.bundle.val is None:
+            return "test"
+        return split
+
+    def _init_progress(self, resuming: bool) -> None:
+        self.epoch, self.micro, self.step = 0, 0, 0
+        self.best_score, self.best_epoch = -math.inf, -1
+        self.elapsed_prev = 0.0
+        self.bad_images: list[str] = [b.path for b in self.bundle.extra.get("skipped", [])]
+        self.history: list[dict[str, Any]] = []
+        self.store = CheckpointStore(self.run_dir, keep=self.cfg.run.keep_checkpoints)
+        self.logger = RunLogger(self.run_dir, metrics=self.task.logged_metrics, enabled=self.main,
+                                tensorboard=self.cfg.run.tensorboard)
+        self._last_report: Report | None = None
+        self._validated_at = -1  # update count of the last validation in this process
+        self.totals = EpochTotals()
+        self._epoch_stats: dict[str, float] = {}
+        if resuming:
+            self._load_resume_state()
+        if self.step == 0:
+            self.logger.truncate(0)  # a fresh start in a folder left by a run killed before its first checkpoint
+        if self.scheduler is not None:
+            self.scheduler.step(self.epoch)
+            self.scheduler.step_update(self.step)
+        self._steps_at_start = self.step
+
+    # --- state -------------------------------------------------------------------------------------------
+
     @property
     def eval_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.model
 
-    def _meta(self, **extra: Any) -> dict[str, Any]:
-        return weights_metadata(self.cfg.model.name, self.cfg.model.kwargs, self.num_classes,
-                                self.bundle.class_names, self.pre, dataset=self.cfg.data.name,
-                                dataset_options=self.cfg.data.options, dataset_root=self.cfg.data.root,
-                                epoch=self.epoch, step=self.step, **extra)
-
-    def _apply_schedule(self) -> None:
-        if self.scheduler is not None:
-            self.scheduler.step(self.epoch)
-            self.scheduler.step_update(self.step)
-
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
-    # --- checkpoints -----------------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        return self.elapsed_prev + (time.perf_counter() - self.t_start)
+
+    def _meta(self, **extra: Any) -> dict[str, Any]:
+        c = self.cfg
+        return weights_metadata(c.model.name, self.model_kwargs, self.num_classes, self.task.class_names,
+                                self.data_config, task=self.task.name, dataset=c.data.name,
+                                dataset_options=c.data.options, dataset_root=c.data.root, epoch=self.epoch,
+                                step=self.step, **extra)
 
     def _save_checkpoint(self) -> None:
         rng = D.all_gather_objects(self.dist, capture_rng_state())
@@ -389,12 +383,12 @@ class Trainer:
                 "ema": self.ema.state_dict() if self.ema is not None else None,
                 "scaler": self.scaler.state_dict() if self.scaler is not None else None,
                 "rng": rng,
-                "best_top1": self.best_top1,
+                "best_score": self.best_score,
                 "best_epoch": self.best_epoch,
                 "elapsed_s": self.elapsed(),
                 "bad_images": list(self.bad_images),
                 "history": json.dumps(self.history),
-                "epoch_acc": list(self._epoch_acc),
+                "epoch_totals": self.totals.to_state(),
             }
             self.store.save(self.step, self.model.state_dict(), state, self._meta(weights="model", resumable=True))
         D.barrier(self.dist)
@@ -403,7 +397,7 @@ class Trainer:
         found = self.store.latest()
         if found is None:
             if self.main:
-                print(f"litevision train: {self.run_dir} has no checkpoint yet; starting from the beginning")
+                log.info("%s has no checkpoint yet; starting from the beginning", self.run_dir)
             return
         weights_path, state_path, _ = found
         weights, _ = load_weights(weights_path)
@@ -425,97 +419,78 @@ class Trainer:
         if self.scaler is not None and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.micro, self.step = state["epoch"], state["micro"], state["step"]
-        self.best_top1, self.best_epoch = state["best_top1"], state["best_epoch"]
+        # checkpoints written before the task interface named these best_top1 / epoch_acc
+        self.best_score = state.get("best_score", state.get("best_top1"))
+        self.best_epoch = state["best_epoch"]
         self.elapsed_prev = state["elapsed_s"]
         self.bad_images = list(state["bad_images"])
         self.history = json.loads(state["history"])
-        self._epoch_acc = list(state["epoch_acc"])
+        self.totals = EpochTotals.from_state(state.get("epoch_totals", state.get("epoch_acc")))
         restore_rng_state(state["rng"][self.dist.rank])
         self.logger.truncate(self.step)
         if self.main:
-            print(f"litevision train: resumed {self.run_dir} at epoch {self.epoch}, update {self.step}")
+            log.info("resumed %s at epoch %d, update %d", self.run_dir, self.epoch, self.step)
 
-    # --- loop ------------------------------------------------------------------------------------------
-
-    def elapsed(self) -> float:
-        return self.elapsed_prev + (time.perf_counter() - self.t_start)
+    # --- the loop ----------------------------------------------------------------------------------------
 
     def run(self) -> RunResult:
         self.t_start = time.perf_counter()
         cfg = self.cfg
         max_steps = cfg.run.max_steps
         if self.main:
-            print(f"litevision train: {cfg.model.name} on {cfg.data.name} ({len(self.train_set)} train images, "
-                  f"{self.num_classes} classes, input {self.pre.input_size}, normalization from "
-                  f"{self.pre.norm_source}); "
-                  f"{self.total_epochs} epochs x {self.updates_per_epoch} updates, global batch {self.global_batch}, "
-                  f"lr {self.lr:.3g}, device {self.device}, {self.dist.world_size} process(es) -> {self.run_dir}")
+            log.info("%s: %s on %s (%d train samples, %d classes, input %s, normalization from %s); %d epochs x %d "
+                     "updates, global batch %d, lr %.3g, device %s, %d process(es) -> %s", self.task.name,
+                     cfg.model.name, cfg.data.name, len(self.train_set), self.num_classes, self.data_config.input_size,
+                     self.data_config.norm_source, self.total_epochs, self.updates_per_epoch, self.global_batch,
+                     self.lr, self.device, self.dist.world_size, self.run_dir)
         while self.epoch < self.total_epochs and not (max_steps and self.step >= max_steps):
-            partial = self._train_epoch(max_steps)
-            last = partial or self.epoch + 1 >= self.total_epochs or bool(max_steps and self.step >= max_steps)
-            self._end_epoch(full=not partial, last=last)
-            if partial:
+            stopped = self._train_epoch(max_steps)
+            last = stopped or self.epoch + 1 >= self.total_epochs or bool(max_steps and self.step >= max_steps)
+            self._end_epoch(full=not stopped, last=last)
+            if stopped:
                 break
         return self._finish()
 
     def _train_epoch(self, max_steps: int) -> bool:
         """Run (the rest of) one epoch; True when ``max_steps`` stopped it early."""
         cfg = self.cfg
-        bs = cfg.data.batch_size
         limit = self.updates_per_epoch * self.accum
-        self.sampler.set_position(self.epoch, self.micro * bs)
+        self.sampler.set_position(self.epoch, self.micro * cfg.data.batch_size)
         self.model.train()
         net = self.ddp or self.model
         t_epoch = time.perf_counter()
         if self.micro == 0:
-            self._epoch_acc = [0.0, 0, 0]  # loss sum, micro-batches, images: kept in checkpoints for the epoch row
-        acc = self._epoch_acc
+            self.totals = EpochTotals()
         seen_here = 0
         bar = self._progress()
         log_t, log_seen = time.perf_counter(), 0
-        batches = iterate(self.loader, skip_bad=cfg.data.skip_bad, on_bad=self._on_bad)
-        for x, y in batches:
+        for x, y in iterate(self.loader, skip_bad=cfg.data.skip_bad, on_bad=self._on_bad):
             if self.micro >= limit:
                 break
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            x, y = x.to(self.device, non_blocking=True), self.task.targets_to(y, self.device)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             # mixup, dropout and drop-path draw from RNGs seeded by position, not by history
             seed_all(cfg.run.seed, _TRAIN_STREAM, self.dist.rank, self.epoch, self.micro)
-            if self.mixup is not None:
-                x, y = self.mixup(x, y)
+            if self.batch_transform is not None:
+                x, y = self.batch_transform(x, y)
             boundary = (self.micro + 1) % self.accum == 0
             sync = contextlib.nullcontext() if (self.ddp is None or boundary) else self.ddp.no_sync()
             with sync:
-                with (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
-                      else contextlib.nullcontext()):
-                    out = net(x)
-                    loss = self.loss_fn(x, out, y)
-                    if self.aux_loss_weight:  # computed by the forward pass just run (e.g. router balance)
-                        loss = loss + self.aux_loss_weight * self.model.auxiliary_loss().to(loss.dtype)
-                loss_value = float(loss.detach())
-                if not D.all_true(self.dist, math.isfinite(loss_value)):
-                    self._non_finite(loss_value)
-                scaled = loss / self.accum
-                if self.scaler is not None:
-                    self.scaler.scale(scaled).backward()
-                else:
-                    scaled.backward()
+                loss_value = self._backward(net, x, y)
             self.micro += 1
-            seen_here += x.shape[0]
-            log_seen += x.shape[0]
-            acc[0] += loss_value
-            acc[1] += 1
-            acc[2] += x.shape[0]
+            seen_here += len(x)
+            log_seen += len(x)
+            self.totals.add(loss_value, len(x))
             if not boundary:
                 continue
             self._optimizer_step()
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{acc[0] / acc[1]:.4f}", lr=f"{self.current_lr():.3g}", refresh=False)
+                bar.set_postfix(loss=f"{self.totals.mean_loss:.4f}", lr=f"{self.current_lr():.3g}", refresh=False)
             if self.step % cfg.run.log_every == 0:
                 rate = log_seen * self.dist.world_size / max(time.perf_counter() - log_t, 1e-9)
-                self._log_step(acc[0] / acc[1], rate, bar is None)
+                self._log_step(self.totals.mean_loss, rate, echo=bar is None)
                 log_t, log_seen = time.perf_counter(), 0
             if max_steps and self.step >= max_steps:
                 break
@@ -524,9 +499,27 @@ class Trainer:
         if bar is not None:
             bar.close()
         elapsed = time.perf_counter() - t_epoch
-        self._epoch_stats = {"train_loss": acc[0] / max(acc[1], 1), "epoch_time_s": elapsed,
+        self._epoch_stats = {"train_loss": self.totals.mean_loss, "epoch_time_s": elapsed,
                              "images_per_s": seen_here * self.dist.world_size / max(elapsed, 1e-9)}
         return bool(max_steps and self.step >= max_steps and self.micro < limit)
+
+    def _backward(self, net: nn.Module, x: torch.Tensor, y: Any) -> float:
+        """Forward, loss and backward of one micro-batch; returns the loss value (stops on NaN / inf)."""
+        autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
+                    else contextlib.nullcontext())
+        with autocast:
+            loss = self.loss_fn(x, self.task.forward_train(net, x, y), y)
+            if self.aux_loss_weight:  # computed by the forward pass just run (e.g. router balance)
+                loss = loss + self.aux_loss_weight * self.model.auxiliary_loss().to(loss.dtype)
+        loss_value = float(loss.detach())
+        if not D.all_true(self.dist, math.isfinite(loss_value)):
+            self._non_finite(loss_value)
+        scaled = loss / self.accum
+        if self.scaler is not None:
+            self.scaler.scale(scaled).backward()
+        else:
+            scaled.backward()
+        return loss_value
 
     def _optimizer_step(self) -> None:
         from timm.models import model_parameters
@@ -565,7 +558,7 @@ class Trainer:
             if b.path not in self.bad_images:
                 self.bad_images.append(b.path)
                 if self.main:
-                    print(f"litevision train: skipped unreadable image {b.path}: {b.error}", file=sys.stderr)
+                    log.warning("skipped unreadable image %s: %s", b.path, b.error)
 
     def _progress(self) -> Any:
         if not (self.main and self.cfg.run.progress and sys.stderr.isatty()):
@@ -575,7 +568,7 @@ class Trainer:
         return tqdm(total=self.updates_per_epoch, initial=self.micro // self.accum, dynamic_ncols=True,
                     desc=f"epoch {self.epoch + 1}/{self.total_epochs}", leave=False)
 
-    def _log_step(self, loss: float, rate: float, echo: bool) -> None:
+    def _log_step(self, loss: float, rate: float, *, echo: bool) -> None:
         total = self.total_epochs * self.updates_per_epoch
         if self.cfg.run.max_steps:
             total = min(total, self.cfg.run.max_steps)
@@ -585,49 +578,51 @@ class Trainer:
                   "images_per_s": rate, "eta_s": eta}
         self.logger.step(record)
         if echo and self.main:
-            print(f"epoch {self.epoch + 1}/{self.total_epochs} update {self.step}/{total} loss {loss:.4f} "
-                  f"lr {self.current_lr():.3g} {rate:.0f} img/s ETA {_hms(eta)}", flush=True)
+            log.info("epoch %d/%d update %d/%d loss %.4f lr %.3g %.0f img/s ETA %s", self.epoch + 1,
+                     self.total_epochs, self.step, total, loss, self.current_lr(), rate, _hms(eta))
 
-    def _validate(self, split_loader: Any) -> EvalReport | None:
-        preds = predict(self.eval_model, split_loader, device=self.device, amp_dtype=self.amp_dtype,
-                        channels_last=self.channels_last, skip_bad=self.cfg.data.skip_bad)
-        parts = D.all_gather_objects(self.dist, (preds.logits, preds.targets, preds.skipped))
+    # --- evaluation and the end of an epoch / of the run -----------------------------------------------------
+
+    def _evaluate(self, loader: torch.utils.data.DataLoader, split: str) -> Report | None:
+        """The task's report for ``loader`` (every rank evaluates its shard; rank 0 merges and returns it)."""
+        evaluator = self.task.evaluator()
+        skipped = run_inference(self.eval_model, loader, evaluator.update, device=self.device,
+                                amp_dtype=self.amp_dtype, channels_last=self.channels_last,
+                                skip_bad=self.cfg.data.skip_bad)
+        parts = D.all_gather_objects(self.dist, (evaluator.state(), skipped))
         if not self.main:
             return None
-        logits = torch.cat([p[0] for p in parts])
-        targets = torch.cat([p[1] for p in parts])
-        skipped = [s for p in parts for s in p[2]]
-        return compute_report(logits, targets, self.bundle.class_names, skipped=skipped,
-                              meta={"dataset": self.cfg.data.name, "model": self.cfg.model.name,
-                                    "epoch": self.epoch, "step": self.step})
+        evaluator.merge([p[0] for p in parts])
+        return evaluator.compute(skipped=[s for p in parts for s in p[1]],
+                                 meta={"dataset": self.cfg.data.name, "model": self.cfg.model.name, "split": split,
+                                       "epoch": self.epoch, "step": self.step})
 
     def _end_epoch(self, full: bool, last: bool = False) -> None:
         if last and self.cfg.run.bn_recalibration:
             self._recalibrate_batchnorm(self.cfg.run.bn_recalibration)
-        report = self._validate(self.val_loader) if self.val_loader is not None else None
-        top1 = D.broadcast_object(self.dist, report.top1 if report is not None else None)
+        report = self._evaluate(self.val_loader, self.val_split) if self.val_loader is not None else None
+        metrics = report.metrics() if report is not None else {}
+        score = D.broadcast_object(self.dist, metrics.get(self.task.primary_metric))
         record = {"epoch": self.epoch + 1 if full else self.epoch + self.micro / (self.updates_per_epoch * self.accum),
-                  "step": self.step, "lr": self.current_lr(), **self._epoch_stats,
-                  "bad_images": len(self.bad_images)}
+                  "step": self.step, "lr": self.current_lr(), **self._epoch_stats, "bad_images": len(self.bad_images)}
         prefix = "ema_val" if self.ema is not None else "val"
-        if report is not None:
-            record.update({f"{prefix}_top1": report.top1, f"{prefix}_top5": report.top5, f"{prefix}_loss": report.loss})
+        record.update({f"{prefix}_{k}": v for k, v in metrics.items()})
         if full:
             self.epoch += 1
             self.micro = 0
             if self.scheduler is not None:
-                self.scheduler.step(self.epoch, top1)
+                self.scheduler.step(self.epoch, score)
         if self.main:
             self.history.append(record)
             self.logger.epoch(record)
             msg = f"epoch {record['epoch']:g}/{self.total_epochs}: train loss {record['train_loss']:.4f}"
-            if report is not None:
-                msg += f", {self.val_split} top-1 {report.top1:.3f}%"
-            print(msg + f" ({_hms(record['epoch_time_s'])}, {record['images_per_s']:.0f} img/s)", flush=True)
-            meta = self._meta(weights="ema" if self.ema is not None else "model",
-                              val_top1=report.top1 if report is not None else None, val_split=self.val_split)
-            if report is not None and report.top1 > self.best_top1:
-                self.best_top1, self.best_epoch = report.top1, self.epoch
+            if score is not None:
+                msg += f", {self.val_split} {self.task.primary_metric} {score:.4g}"
+            log.info("%s (%s, %.0f img/s)", msg, _hms(record["epoch_time_s"]), record["images_per_s"])
+            meta = self._meta(weights="ema" if self.ema is not None else "model", val_split=self.val_split,
+                              **{f"val_{self.task.primary_metric}": score})
+            if score is not None and score > self.best_score:
+                self.best_score, self.best_epoch = score, self.epoch
                 save_weights(self.run_dir / "best.safetensors", self.eval_model.state_dict(), meta)
             save_weights(self.run_dir / "last.safetensors", self.eval_model.state_dict(), meta)
         self._last_report = report
@@ -637,53 +632,45 @@ class Trainer:
     def _recalibrate_batchnorm(self, batches: int) -> None:
         """BatchNorm statistics of the final weights from the first ``batches`` training batches (eval
         transform, fixed order: every rank and every resumed run computes the same statistics)."""
-        from itertools import islice
-
-        from litevision.engine.batchnorm import recalibrate_batchnorm
-
-        loader = make_loader(build_eval_dataset(self.bundle, self.pre, "train"), batch_size=self.cfg.data.batch_size,
-                             workers=self.cfg.data.workers)
+        loader = self._loader(self.task.eval_dataset("train"), self.cfg.data.batch_size)
         used = recalibrate_batchnorm(self.eval_model, islice(loader, batches), device=self.device,
                                      channels_last=self.channels_last)
         if self.main and used:
-            print(f"BatchNorm statistics re-estimated on {used} training batches", flush=True)
+            log.info("BatchNorm statistics re-estimated on %d training batches", used)
 
     def _finish(self) -> RunResult:
         # rank-consistent decision (only rank 0 holds reports): re-evaluate unless the last validation
         # in this process was already on the test split with the final weights
         report = self._last_report
         if not (self.val_split == "test" and self._validated_at == self.step):  # the final report is on test
-            test_loader = make_loader(build_eval_dataset(self.bundle, self.pre, "test"),
-                                      batch_size=self.cfg.data.eval_batch_size or 2 * self.cfg.data.batch_size,
-                                      sampler=ShardSampler(len(self.bundle.test), num_replicas=self.dist.world_size,
-                                                           rank=self.dist.rank), workers=self.cfg.data.workers)
-            report = self._validate(test_loader)
+            report = self._evaluate(self._eval_loader("test"), "test")
         metrics: dict[str, Any] = {}
         if self.main:
             report.meta.update({"weights": "last", "split": "test"})
-            report.save(self.run_dir / "eval")
+            out = self.run_dir / "eval"
+            report.save(out, plots=available("matplotlib"))
+            if available("matplotlib"):
+                self.task.visualize(self.eval_model, report, out, device=self.device)
+            best = self.best_score if self.best_epoch >= 0 else None
             metrics = {
-                "model": self.cfg.model.name, "dataset": self.cfg.data.name, "epochs": self.epoch, "updates": self.step,
-                "test_top1": report.top1, "test_top5": report.top5, "test_loss": report.loss,
-                "best_val_top1": self.best_top1 if self.best_epoch >= 0 else None, "best_epoch": self.best_epoch,
+                "model": self.cfg.model.name, "dataset": self.cfg.data.name, "task": self.task.name,
+                "epochs": self.epoch, "updates": self.step,
+                **{f"test_{k}": v for k, v in report.metrics().items()},
+                f"best_val_{self.task.primary_metric}": best, "best_epoch": self.best_epoch,
                 "val_split": self.val_split, "elapsed_s": self.elapsed(), "global_batch": self.global_batch,
                 "lr": self.lr, "world_size": self.dist.world_size, "device": str(self.device),
                 "bad_images": len(self.bad_images), "skipped_files": self.bad_images[:100],
                 "test_report": report.to_dict(),
             }
             atomic_write_text(self.run_dir / "results.json", json.dumps(metrics, indent=2))
-            print(f"litevision train: done in {_hms(self.elapsed())}; test top-1 {report.top1:.3f}% "
-                  f"(last weights); results in {self.run_dir}", flush=True)
+            primary = report.metrics()[self.task.primary_metric]
+            log.info("training done in %s; test %s %.4g (last weights); results in %s", _hms(self.elapsed()),
+                     self.task.primary_metric, primary, self.run_dir)
         metrics = D.broadcast_object(self.dist, metrics)
         self.logger.close()
-        best = self.run_dir / "best.safetensors"
-        return RunResult(self.run_dir, best if best.is_file() else None, self.run_dir / "last.safetensors", metrics,
-                         self.cfg)
-
-
-def _hms(seconds: float) -> str:
-    s = int(max(seconds, 0))
-    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+        best_path = self.run_dir / "best.safetensors"
+        return RunResult(self.run_dir, best_path if best_path.is_file() else None, self.run_dir / "last.safetensors",
+                         metrics, self.cfg)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """Deployment: ONNX (fp32, static INT8) and TorchScript export, operator-domain checks and parity checks."""
 
-from litevision.export.api import FORMATS, ExportResult, export_model
+from litevision.export.api import FORMATS, ExportResult, export_model, load_model_for_deploy
 from litevision.export.errors import ExportError
 from litevision.export.images import load_images
-from litevision.export.onnx import check_standard_ops, export_onnx, operator_domains, ort_session
+from litevision.export.onnx import check_standard_ops, export_onnx, operator_domains, ort_session, quiet_torch
 from litevision.export.quantize import quantize_int8, se_gate_nodes
 from litevision.export.torchscript import export_torchscript, load_torchscript
 from litevision.export.verify import ParityCheck, check_parity
@@ -19,9 +19,11 @@ __all__ = [
     "export_onnx",
     "export_torchscript",
     "load_images",
+    "load_model_for_deploy",
     "load_torchscript",
     "operator_domains",
     "ort_session",
     "quantize_int8",
+    "quiet_torch",
     "se_gate_nodes",
 ]

@@ -25,7 +25,14 @@ from litevision.export.quantize import quantize_int8
 from litevision.export.torchscript import export_torchscript, load_torchscript
 from litevision.export.verify import ParityCheck, check_parity, format_checks, module_runner, onnx_runner
 from litevision.layers.fuse import fuse_model
-from litevision.models._peers import DataConfig, create_any_model, resolve_data_config
+from litevision.models import (
+    DataConfig,
+    create_any_model,
+    data_config_from_metadata,
+    is_litevision_weights,
+    load_trained_model,
+    resolve_data_config,
+)
 
 FORMATS = ("onnx", "onnx-int8", "torchscript")
 SECOND_SIZE_PREFIX = "random@"  # parity inputs at a second, non-square size (dynamic-H/W graphs only)
@@ -175,19 +182,6 @@ def _failed_sizes(checks: list[ParityCheck]) -> str:
     return ", ".join(sorted({"x".join(map(str, c.input_hw)) for c in checks if not c.passed}))
 
 
-def is_litevision_weights(path: str | os.PathLike[str]) -> bool:
-    """A run folder of ``litevision train`` or a ``.safetensors`` file carrying its metadata."""
-    p = Path(path)
-    if p.is_dir():
-        return (p / "best.safetensors").is_file() or (p / "last.safetensors").is_file()
-    if p.suffix != ".safetensors" or not p.is_file():
-        return False
-    from safetensors import safe_open
-
-    with safe_open(str(p), framework="pt") as f:
-        return "format" in (f.metadata() or {})
-
-
 def load_model_for_deploy(
     model_spec: str | None,
     *,
@@ -203,15 +197,13 @@ def load_model_for_deploy(
     ``model_spec`` built with ``num_classes`` / ``in_chans``.
     """
     if checkpoint is not None and is_litevision_weights(checkpoint):
-        from litevision.engine.pipeline import load_trained_model, preprocess_from_metadata
-
         model, meta = load_trained_model(checkpoint)
         if model_spec and model_spec != meta["model"]:
             raise UserError(f"{checkpoint} holds a {meta['model']} model, not {model_spec}")
-        pre = preprocess_from_metadata(meta).data_config()
-        size = pre.input_size if input_size is None else tuple(input_size)[-2:]
-        cfg = DataConfig((pre.input_size[0], *size[-2:]), pre.mean, pre.std, pre.interpolation, pre.crop_pct)
-        return model.eval(), cfg, str(meta["model"])
+        cfg = data_config_from_metadata(meta)
+        if input_size is not None:
+            cfg = cfg.replace(input_size=(cfg.input_size[0], *tuple(input_size)[-2:]))
+        return model, cfg, str(meta["model"])
     if not model_spec:
         raise UserError("give a MODEL name (or a litevision weights file / run folder as --checkpoint)")
     cfg = resolve_data_config(model_spec, input_size, in_chans=in_chans)

@@ -2,7 +2,7 @@
 dataset, or a folder of images.
 
 Images go through the evaluation transform of :mod:`litevision.data.transforms` (channel mode, resize,
-center crop, normalize) with the model's :class:`~litevision.models._peers.DataConfig`, so calibration
+center crop, normalize) with the model's :class:`~litevision.models.DataConfig`, so calibration
 and parity checks see exactly what the trained model sees in ``litevision eval``.
 """
 
@@ -14,8 +14,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from litevision.data import build_dataset, list_datasets
+from litevision.data.transforms import build_eval_transform
 from litevision.errors import UserError
-from litevision.models._peers import DataConfig
+from litevision.models import DataConfig
 
 BUNDLED = "bundled"
 BUNDLED_DATASET = "fashion_mnist_subset"
@@ -28,8 +30,6 @@ def load_images(source: str | os.PathLike[str] | None, *, count: int, cfg: DataC
     ``source``: ``None`` / ``"bundled"`` (the bundled Fashion-MNIST test subset), a registered dataset name
     (its ``split``, spread evenly so every class shows up), or a folder searched recursively for images.
     """
-    from litevision.data.transforms import build_eval_transform
-
     if cfg.input_size[0] not in (1, 3):
         raise UserError(f"image inputs need 1 or 3 channels, the model takes {cfg.input_size[0]}")
     transform = build_eval_transform(cfg)
@@ -52,8 +52,6 @@ def _pil_images(source: str | os.PathLike[str] | None, count: int, split: str) -
 
 
 def _dataset_images(name: str, count: int, split: str) -> list:
-    from litevision.data import build_dataset, list_datasets
-
     if name not in list_datasets():
         raise UserError(f"images: {name!r} is neither a folder nor a registered dataset (or 'bundled')")
     bundle = build_dataset(name)

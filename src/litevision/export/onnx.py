@@ -30,6 +30,7 @@ from torch import nn
 
 from litevision.errors import UserError
 from litevision.export.errors import ExportError
+from litevision.utils.optional import require
 
 STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 MIN_OPSET = 17
@@ -76,6 +77,9 @@ def export_onnx(
         raise UserError(f"opset {opset} is too old: use {MIN_OPSET} or newer")
     if exporter not in EXPORTERS:
         raise UserError(f"unknown exporter {exporter!r}; choose from {', '.join(EXPORTERS)}")
+    onnx = require("onnx", "export")
+    if exporter == "dynamo":
+        require("onnxscript", "export")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.randn(2, *input_size)
@@ -85,8 +89,6 @@ def export_onnx(
             _export_dynamo(model, example, path, opset, dynamic_hw, notes)
         else:
             _export_legacy(model, example, path, opset, dynamic_hw)
-    import onnx
-
     proto = onnx.load(str(path), load_external_data=False)
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     is_dynamic = [bool(d.dim_param) or not d.HasField("dim_value") for d in dims]
@@ -163,11 +165,8 @@ def _opset_of(proto: object) -> int:
 
 def operator_domains(proto: object) -> dict[str, list[str]]:
     """``{domain: sorted op types}`` over the graph, its subgraphs and its local functions (inlined)."""
-    import onnx
-    import onnx.inliner
-
     if proto.functions:  # type: ignore[attr-defined]
-        proto = onnx.inliner.inline_local_functions(proto)
+        proto = require("onnx.inliner", "export").inline_local_functions(proto)
     found: dict[str, set[str]] = defaultdict(set)
     for node in _walk_nodes(proto.graph.node):  # type: ignore[attr-defined]
         found[node.domain].add(node.op_type)
@@ -175,7 +174,7 @@ def operator_domains(proto: object) -> dict[str, list[str]]:
 
 
 def _walk_nodes(nodes: Iterable) -> Iterable:
-    import onnx
+    onnx = require("onnx", "export")
 
     for node in nodes:
         yield node
@@ -192,7 +191,7 @@ def check_standard_ops(model: object, *, allow_domains: Iterable[str] = ()) -> d
 
     ``model`` is an ``onnx.ModelProto`` or a path. Returns the domain → op types map.
     """
-    import onnx
+    onnx = require("onnx", "export")
 
     proto = onnx.load(str(model), load_external_data=False) if isinstance(model, str | os.PathLike) else model
     domains = operator_domains(proto)
@@ -207,8 +206,7 @@ def check_standard_ops(model: object, *, allow_domains: Iterable[str] = ()) -> d
 
 def ort_session(path: str | os.PathLike[str], *, threads: int | None = None) -> object:
     """An onnxruntime CPU session with all graph optimizations and a fixed intra-op thread count."""
-    import onnxruntime as ort
-
+    ort = require("onnxruntime", "export")
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

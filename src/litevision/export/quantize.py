@@ -29,7 +29,10 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
+from litevision.export.errors import ExportError
+from litevision.export.onnx import describe_error
 from litevision.utils.cpu import cpu_lacks_vnni
+from litevision.utils.optional import require
 
 POOL_OPS = frozenset({"GlobalAveragePool", "ReduceMean", "GlobalMaxPool", "ReduceMax"})
 GATE_OPS = frozenset({"Mul"})
@@ -79,7 +82,8 @@ def quantize_int8(
     if calibration_method not in CALIBRATION_METHODS:
         raise ValueError(f"unknown calibration method {calibration_method!r}; choose from "
                          f"{', '.join(CALIBRATION_METHODS)}")
-    import onnx
+    onnx = require("onnx", "export")
+    require("onnxruntime", "export")
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -147,8 +151,6 @@ def _pre_process(quant_pre_process: object, fp32_path: str | os.PathLike[str], o
     ONNX shape inference then still gives the quantizer the shapes it needs. When it gives up, onnxruntime
     saves a debug copy of the model (``sym_shape_infer_temp.onnx`` plus a weights file) in the *current
     directory*: it runs in a scratch directory so nothing lands in the user's working tree."""
-    from litevision.export.errors import ExportError
-    from litevision.export.onnx import describe_error
 
     src, dst = str(Path(fp32_path).resolve()), str(Path(out).resolve())
     with tempfile.TemporaryDirectory(prefix="litevision-quant-") as scratch, contextlib.chdir(scratch):

@@ -1,12 +1,35 @@
-"""Model families. Every module in this package that does not start with ``_`` is a family file that
-registers its variants on import."""
+"""Model families, the registry and factory, model cards, checkpoint loading and trained-weights files.
+
+Every module in this package that does not start with ``_`` is a family file that registers its variants on
+import. Other packages import from ``litevision.models`` (this namespace), never from its ``_`` modules.
+"""
 
 import importlib
 import pkgutil
 
-from litevision.models._builder import MODELS, create_model, get_model_card, list_models, register_model
-from litevision.models._card import ModelCard
+from litevision.models._builder import (
+    MODELS,
+    Variant,
+    create_model,
+    get_model_card,
+    list_models,
+    register_family,
+    register_model,
+)
+from litevision.models._card import IMAGENET_MEAN, IMAGENET_STD, DataConfig, ModelCard, Paper, PaperFigures
 from litevision.models._contract import FeatureExtractor, LiteModel, feature
+from litevision.models._peers import ModelSpec, create_any_model, parse_model_spec, resolve_data_config
+from litevision.models._saved import (
+    WEIGHTS_FORMAT,
+    data_config_from_metadata,
+    is_litevision_weights,
+    load_trained_model,
+    load_weights,
+    read_metadata,
+    resolve_weights_path,
+    save_weights,
+    weights_metadata,
+)
 from litevision.models._weights import CheckpointMismatchError, load_checkpoint, read_state_dict
 
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
@@ -14,16 +37,36 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         importlib.import_module(f"{__name__}.{_info.name}")
 
 __all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "MODELS",
+    "WEIGHTS_FORMAT",
     "CheckpointMismatchError",
+    "DataConfig",
     "FeatureExtractor",
     "LiteModel",
     "ModelCard",
+    "ModelSpec",
+    "Paper",
+    "PaperFigures",
+    "Variant",
+    "create_any_model",
     "create_model",
+    "data_config_from_metadata",
     "feature",
     "get_model_card",
+    "is_litevision_weights",
     "list_models",
+    "parse_model_spec",
     "load_checkpoint",
+    "load_trained_model",
+    "load_weights",
+    "read_metadata",
     "read_state_dict",
+    "register_family",
     "register_model",
+    "resolve_data_config",
+    "resolve_weights_path",
+    "save_weights",
+    "weights_metadata",
 ]

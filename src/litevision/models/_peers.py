@@ -2,8 +2,8 @@
 
 A *model spec* is a registered litevision name (``lcnet_t``), ``timm:<name>`` or ``tv:<name>``
 (torchvision). :func:`create_any_model` builds any of them with random weights (nothing is downloaded)
-and :func:`resolve_data_config` gives the input size and normalization that go with it, so benchmark,
-export and comparison code measures ours and the peers with the same code paths.
+and :func:`resolve_data_config` gives the :class:`DataConfig` (input size, normalization) that goes with it,
+so benchmark, export and comparison code measures ours and the peers with the same code paths.
 
 timm and torchvision are imported only when a peer is asked for.
 """
@@ -20,7 +20,8 @@ from torch import nn
 
 from litevision.errors import UserError
 from litevision.models._builder import create_model, get_model_card
-from litevision.models._card import IMAGENET_MEAN, IMAGENET_STD
+from litevision.models._card import DataConfig
+from litevision.models._weights import load_checkpoint
 
 PEER_PREFIXES = ("timm", "tv")
 
@@ -34,17 +35,6 @@ class ModelSpec:
 
     def __str__(self) -> str:
         return self.name if self.source == "litevision" else f"{self.source}:{self.name}"
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """What a model expects as input: ``input_size`` (C, H, W) and the normalization of its training."""
-
-    input_size: tuple[int, int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    interpolation: str = "bilinear"
-    crop_pct: float = 0.875
 
 
 def parse_model_spec(spec: str) -> ModelSpec:
@@ -63,25 +53,36 @@ def create_any_model(
     num_classes: int = 1000,
     in_chans: int | None = None,
     checkpoint_path: str | os.PathLike[str] | None = None,
+    checkpoint_num_classes: int | None = None,
+    **kwargs: object,
 ) -> nn.Module:
     """Build a litevision model or a timm / torchvision peer with random weights (plus ``checkpoint_path``).
 
-    torchvision models have no ``in_chans`` argument: for ``in_chans != 3`` their first convolution is
-    replaced by one with ``in_chans`` inputs (weights averaged over the RGB inputs, as timm does).
-    ``in_chans`` defaults to the model card's (ours) or 3 (peers).
+    ``kwargs`` go to :func:`~litevision.models.create_model` (litevision models only). torchvision models have no
+    ``in_chans`` argument: for ``in_chans != 3`` their first convolution is replaced by one with ``in_chans``
+    inputs (weights averaged over the RGB inputs, as timm does). ``in_chans`` defaults to the model card's
+    (ours) or 3 (peers). ``checkpoint_num_classes``: the checkpoint's class count when it differs from
+    ``num_classes`` (fine-tuning): the model is built with it, loaded, then its classifier reset.
     """
     parsed = parse_model_spec(spec)
+    build_classes = checkpoint_num_classes or num_classes
     if parsed.source == "litevision":
-        return create_model(parsed.name, num_classes=num_classes, in_chans=in_chans, checkpoint_path=checkpoint_path)
-    in_chans = 3 if in_chans is None else in_chans
-    model = _create_timm(parsed.name, num_classes, in_chans) if parsed.source == "timm" else _create_tv(
-        parsed.name, num_classes, in_chans
-    )
-    model.model_name = str(parsed)
-    if checkpoint_path is not None:
-        from litevision.models._weights import load_checkpoint
-
-        load_checkpoint(model, checkpoint_path)
+        model = create_model(parsed.name, num_classes=build_classes, in_chans=in_chans,
+                             checkpoint_path=checkpoint_path, **kwargs)
+    else:
+        if kwargs:
+            raise TypeError(f"{spec}: constructor arguments ({', '.join(kwargs)}) are only supported for litevision "
+                            "models")
+        in_chans = 3 if in_chans is None else in_chans
+        create = _create_timm if parsed.source == "timm" else _create_tv
+        model = create(parsed.name, build_classes, in_chans)
+        model.model_name = str(parsed)
+        if checkpoint_path is not None:
+            load_checkpoint(model, checkpoint_path)
+    if build_classes != num_classes:
+        if not hasattr(model, "reset_classifier"):
+            raise UserError(f"{spec} has no reset_classifier(); cannot change its head to {num_classes} classes")
+        model.reset_classifier(num_classes)
     return model
 
 
@@ -96,32 +97,28 @@ def resolve_data_config(
     """
     parsed = parse_model_spec(spec)
     if parsed.source == "litevision":
-        card = get_model_card(parsed.name)
-        cfg = DataConfig(tuple(card.input_size), tuple(card.mean), tuple(card.std), card.interpolation,
-                         card.crop_pct)
+        cfg = get_model_card(parsed.name).data_config
     elif parsed.source == "timm":
         import timm
 
         _check_timm_name(parsed.name)
         pcfg = timm.models.get_pretrained_cfg(parsed.name)
-        if pcfg is None:
-            cfg = DataConfig((3, 224, 224), IMAGENET_MEAN, IMAGENET_STD)
-        else:
-            cfg = DataConfig(tuple(pcfg.input_size), tuple(pcfg.mean), tuple(pcfg.std), pcfg.interpolation or
-                             "bilinear", pcfg.crop_pct or 0.875)
+        cfg = DataConfig() if pcfg is None else DataConfig(
+            input_size=pcfg.input_size, mean=pcfg.mean, std=pcfg.std, interpolation=pcfg.interpolation or "bilinear",
+            crop_pct=pcfg.crop_pct or 0.875)
     else:
         _tv_builder(parsed.name)
-        cfg = DataConfig((3, 224, 224), IMAGENET_MEAN, IMAGENET_STD)
+        cfg = DataConfig()
     size = _merge_size(cfg.input_size, input_size, in_chans)
     mean, std = cfg.mean, cfg.std
     if len(mean) != size[0]:  # grey inputs: one channel with the mean of the RGB statistics
         mean = (sum(mean) / len(mean),) * size[0]
         std = (sum(std) / len(std),) * size[0]
-    return DataConfig(size, tuple(mean), tuple(std), cfg.interpolation, cfg.crop_pct)
+    return cfg.replace(input_size=size, mean=mean, std=std)
 
 
-def _merge_size(default: tuple[int, int, int], input_size: tuple[int, ...] | None,
-                in_chans: int | None) -> tuple[int, int, int]:
+def _merge_size(default: tuple[int, ...], input_size: tuple[int, ...] | None,
+                in_chans: int | None) -> tuple[int, ...]:
     if input_size is None:
         size = tuple(default)
     elif len(input_size) == 2:

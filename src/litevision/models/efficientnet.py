@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from functools import partial
 
 from torch import nn
 
@@ -37,8 +36,8 @@ from litevision.layers import (
     make_divisible,
 )
 from litevision.layers.helpers import init_weights
-from litevision.models._builder import register_model
-from litevision.models._card import ModelCard
+from litevision.models._builder import Variant, register_family
+from litevision.models._card import DataConfig, Paper, PaperFigures
 from litevision.models._contract import LiteModel, feature
 
 
@@ -157,57 +156,52 @@ class EfficientNet(LiteModel):
         init_weights(self, linear="uniform")
 
 
+@dataclass(frozen=True, kw_only=True)
+class ReleasedModel:
+    """Paper Table 2 figures of one scaled model, the torchvision checkpoint's eval crop and BatchNorm eps."""
 
-def _create(cfg: EfficientNetCfg, **kwargs) -> EfficientNet:
-    return EfficientNet(cfg, **kwargs)
-
-
-@dataclass(frozen=True)
-class PaperRow:
-    """Paper Table 2 figures, the torchvision checkpoint's eval crop and its BatchNorm eps."""
-
-    params_m: float
-    macs_g: float
-    top1: float
+    figures: PaperFigures
     crop_pct: float
     bn_eps: float = 1e-5
-    complexity_tol: float = 0.03
     notes: str = ""
 
 
 _ROUNDED = "the paper prints two significant digits ({} G); measured MACs are within {}"
-PAPER: dict[int, PaperRow] = {
-    0: PaperRow(5.3, 0.39, 77.1, crop_pct=224 / 256),
-    1: PaperRow(7.8, 0.70, 79.1, crop_pct=240 / 256),
-    2: PaperRow(9.2, 1.0, 80.1, crop_pct=1.0),
-    3: PaperRow(12.0, 1.8, 81.6, crop_pct=300 / 320),
-    4: PaperRow(19.0, 4.2, 82.9, crop_pct=380 / 384, complexity_tol=0.05, notes=_ROUNDED.format(4.2, "5%")),
-    5: PaperRow(30.0, 9.9, 83.6, crop_pct=1.0, bn_eps=1e-3, complexity_tol=0.05, notes=_ROUNDED.format(9.9, "5%")),
-    6: PaperRow(43.0, 19.0, 84.0, crop_pct=1.0, bn_eps=1e-3),
-    7: PaperRow(66.0, 37.0, 84.3, crop_pct=1.0, bn_eps=1e-3),
+RELEASED: dict[int, ReleasedModel] = {
+    0: ReleasedModel(figures=PaperFigures(params_m=5.3, macs_g=0.39, top1=77.1), crop_pct=224 / 256),
+    1: ReleasedModel(figures=PaperFigures(params_m=7.8, macs_g=0.70, top1=79.1), crop_pct=240 / 256),
+    2: ReleasedModel(figures=PaperFigures(params_m=9.2, macs_g=1.0, top1=80.1), crop_pct=1.0),
+    3: ReleasedModel(figures=PaperFigures(params_m=12.0, macs_g=1.8, top1=81.6), crop_pct=300 / 320),
+    4: ReleasedModel(figures=PaperFigures(params_m=19.0, macs_g=4.2, top1=82.9, complexity_tol=0.05),
+                     crop_pct=380 / 384, notes=_ROUNDED.format(4.2, "5%")),
+    5: ReleasedModel(figures=PaperFigures(params_m=30.0, macs_g=9.9, top1=83.6, complexity_tol=0.05),
+                     crop_pct=1.0, bn_eps=1e-3, notes=_ROUNDED.format(9.9, "5%")),
+    6: ReleasedModel(figures=PaperFigures(params_m=43.0, macs_g=19.0, top1=84.0), crop_pct=1.0, bn_eps=1e-3),
+    7: ReleasedModel(figures=PaperFigures(params_m=66.0, macs_g=37.0, top1=84.3), crop_pct=1.0, bn_eps=1e-3),
 }
 
 B0 = EfficientNetCfg()
 
-for _phi, _scaling in RELEASED_SCALING.items():
-    _paper = PAPER[_phi]
-    _cfg = replace(scale_cfg(B0, _scaling), bn_eps=_paper.bn_eps)
-    _name = f"efficientnet_b{_phi}"
-    _heavy = _paper.macs_g > 2.0
-    register_model(_name, partial(_create, _cfg), ModelCard(
-        family="efficientnet",
-        paper="EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks",
-        paper_url="https://arxiv.org/abs/1905.11946",
-        venue="ICML 2019",
-        paper_params_m=_paper.params_m, paper_macs_g=_paper.macs_g, paper_top1=_paper.top1,
-        input_size=(3, _scaling.resolution, _scaling.resolution),
-        crop_pct=_paper.crop_pct,
-        interpolation="bicubic",
-        reference=(f"torchvision:{_name}", f"timm:{_name}"),
-        complexity_tol=_paper.complexity_tol,
+
+def _variant(phi: int) -> Variant:
+    scaling, released = RELEASED_SCALING[phi], RELEASED[phi]
+    res = scaling.resolution
+    return Variant(
+        cfg=replace(scale_cfg(B0, scaling), bn_eps=released.bn_eps),
+        figures=released.figures,
+        reference=(f"torchvision:efficientnet_b{phi}", f"timm:efficientnet_b{phi}"),
+        data_config=DataConfig(input_size=(3, res, res), crop_pct=released.crop_pct, interpolation="bicubic"),
         notes=" ".join(filter(None, (
-            f"computed from B0 by compound scaling with the released coefficients (w={_scaling.width_mult}, "
-            f"d={_scaling.depth_mult}, r={_scaling.resolution}); crop_pct as torchvision's checkpoint.",
-            _paper.notes))),
-        extra={"heavy": True} if _heavy else {},
-    ))
+            f"Computed from B0 by compound scaling with the released coefficients (w={scaling.width_mult}, "
+            f"d={scaling.depth_mult}, r={res}); crop_pct as torchvision's checkpoint.", released.notes))),
+        extra={"heavy": True} if released.figures.macs_g > 2.0 else {},
+    )
+
+
+VARIANTS: dict[str, Variant] = {f"efficientnet_b{phi}": _variant(phi) for phi in RELEASED_SCALING}
+
+register_family(
+    "efficientnet", EfficientNet, VARIANTS,
+    paper=Paper(title="EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks",
+                url="https://arxiv.org/abs/1905.11946", venue="ICML 2019"),
+)

@@ -20,13 +20,12 @@ The FC input size depends on ``bands`` and ``patch_size``, so the model takes ex
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 from torch import Tensor, nn
 
 from litevision.layers import ConvNormAct, fuse_conv_bn
-from litevision.models._builder import register_model
-from litevision.models._card import ModelCard
+from litevision.models._builder import Variant, register_family
+from litevision.models._card import DataConfig, Paper, PaperFigures
 from litevision.models._contract import LiteModel, feature
 
 
@@ -136,20 +135,15 @@ def _glorot(m: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def _create(cfg: HybridSNCfg, **kwargs) -> HybridSN:
-    return HybridSN(cfg, **kwargs)
+VARIANTS: dict[str, Variant] = {
+    "hybridsn": Variant(cfg=HybridSNCfg(), figures=PaperFigures(params_m=5.122176, complexity_tol=0.03)),
+}
 
-
-register_model("hybridsn", partial(_create, HybridSNCfg()), ModelCard(
-    family="hybridsn",
-    paper="HybridSN: Exploring 3-D–2-D CNN Feature Hierarchy for Hyperspectral Image Classification",
-    paper_url="https://arxiv.org/abs/1902.06701",
-    venue="IEEE GRSL 2020",
-    paper_params_m=5.122176,
-    input_size=(1, 30, 25, 25),
-    crop_pct=1.0,
-    mean=(0.0,),
-    std=(1.0,),
+register_family(
+    "hybridsn", HybridSN, VARIANTS,
+    paper=Paper(title="HybridSN: Exploring 3-D–2-D CNN Feature Hierarchy for Hyperspectral Image Classification",
+                url="https://arxiv.org/abs/1902.06701", venue="IEEE GRSL 2020"),
+    data_config=DataConfig(input_size=(1, 30, 25, 25), crop_pct=1.0, mean=(0.0,), std=(1.0,), norm_source="none"),
     notes=(
         "input (B, 1, bands, P, P): a 25x25 patch of the PCA-reduced (30 bands, whitened) Indian Pines cube; "
         "the data pipeline (litevision.data.hyperspectral) normalizes, so mean/std are identity. Paper params "
@@ -165,4 +159,4 @@ register_model("hybridsn", partial(_create, HybridSNCfg()), ModelCard(
         "feature_sizes": [(24, 23, 23), (20, 21, 21), (18, 19, 19), (17, 17)],
         "data": "indian_pines",
     },
-))
+)

@@ -21,8 +21,7 @@ variants below fit ``mlp_ratio`` and ``num_kernels`` per variant (see ``_NOTES``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from functools import partial
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -30,8 +29,8 @@ from torch import Tensor, nn
 from litevision.layers import ClassifierHead, ConvNormAct, DropPath, create_act, drop_path_rates, make_divisible
 from litevision.layers.dynamic_conv import DTConv
 from litevision.layers.token_select_attention import TokenSelectAttention
-from litevision.models._builder import register_model
-from litevision.models._card import ModelCard
+from litevision.models._builder import Variant, register_family
+from litevision.models._card import Paper, PaperFigures
 from litevision.models._contract import LiteModel, feature
 
 
@@ -158,19 +157,6 @@ def _init_weights(model: nn.Module) -> None:
             nn.init.ones_(m.proj.bn.bias)
 
 
-def _create(cfg: LCNetCfg, *, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-            drop_path_rate: float = 0.0, **cfg_overrides: object) -> LCNet:
-    """Any :class:`LCNetCfg` field can be overridden by keyword; an unknown keyword raises ``TypeError``."""
-    fields = LCNetCfg.__dataclass_fields__
-    unknown = sorted(set(cfg_overrides) - set(fields))
-    if unknown:
-        raise TypeError(f"LCNet got an unexpected keyword argument {unknown[0]!r}; "
-                        f"LCNetCfg fields: {', '.join(fields)}")
-    tuples = {k: tuple(v) for k, v in cfg_overrides.items() if isinstance(v, list)}
-    return LCNet(replace(cfg, **{**cfg_overrides, **tuples}), num_classes=num_classes, in_chans=in_chans,
-                 drop_rate=drop_rate, drop_path_rate=drop_path_rate)
-
-
 _PAPER = ("LCNet: Lightweight real-time image classification network based on efficient multipath dynamic "
           "attention mechanism and dynamic threshold convolution")
 
@@ -189,24 +175,23 @@ _NOTES = (
     "follow the input size; the TopK selections stay in the graph."
 )
 
-# name: (cfg, paper params M, paper MACs G) — the guide's Table 1
-VARIANTS: dict[str, tuple[LCNetCfg, float, float]] = {
-    "lcnet_t": (LCNetCfg(stem_chs=24, widths=(32, 64, 128, 192), depths=(2, 4, 8, 2), mlp_ratio=4 / 3,
-                         num_kernels=5), 19.48, 1.28),
-    "lcnet_s": (LCNetCfg(stem_chs=32, widths=(48, 96, 192, 256), depths=(2, 4, 12, 2), mlp_ratio=1.375,
-                         num_kernels=(3, 3, 3, 4)), 40.21, 3.39),
-    "lcnet_b": (LCNetCfg(stem_chs=32, widths=(64, 128, 256, 256), depths=(4, 6, 16, 4), mlp_ratio=1.0,
-                         num_kernels=5), 75.42, 4.92),
+# the guide's Table 1
+VARIANTS: dict[str, Variant] = {
+    "lcnet_t": Variant(cfg=LCNetCfg(stem_chs=24, widths=(32, 64, 128, 192), depths=(2, 4, 8, 2), mlp_ratio=4 / 3,
+                                    num_kernels=5),
+                       figures=PaperFigures(params_m=19.48, macs_g=1.28, complexity_tol=0.06)),
+    "lcnet_s": Variant(cfg=LCNetCfg(stem_chs=32, widths=(48, 96, 192, 256), depths=(2, 4, 12, 2), mlp_ratio=1.375,
+                                    num_kernels=(3, 3, 3, 4)),
+                       figures=PaperFigures(params_m=40.21, macs_g=3.39, complexity_tol=0.06)),
+    "lcnet_b": Variant(cfg=LCNetCfg(stem_chs=32, widths=(64, 128, 256, 256), depths=(4, 6, 16, 4), mlp_ratio=1.0,
+                                    num_kernels=5),
+                       figures=PaperFigures(params_m=75.42, macs_g=4.92, complexity_tol=0.06)),  # per-variant fit
 }
 
-for _name, (_cfg, _params, _macs) in VARIANTS.items():
-    register_model(_name, partial(_create, _cfg), ModelCard(
-        family="lcnet",
-        paper=_PAPER,
-        paper_url="https://doi.org/10.1016/j.imavis.2025.105576",
-        venue="Image and Vision Computing 2025",
-        paper_params_m=_params, paper_macs_g=_macs,
-        complexity_tol=0.06,  # per-variant fit; see _NOTES for the single-design gap
-        export_dynamic_hw=False,  # MDAM's pooled key grid (and its top-k count) depend on the input size
-        notes=_NOTES,
-    ))
+register_family(
+    "lcnet", LCNet, VARIANTS,
+    paper=Paper(title=_PAPER, url="https://doi.org/10.1016/j.imavis.2025.105576",
+                venue="Image and Vision Computing 2025"),
+    export_dynamic_hw=False,  # MDAM's pooled key grid (and its top-k count) depend on the input size
+    notes=_NOTES,
+)

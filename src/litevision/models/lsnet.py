@@ -21,16 +21,15 @@ What differs from the official code, on purpose:
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from litevision.layers import DropPath, SqueezeExcite, drop_path_rates, fuse_bn_linear, fuse_conv_bn
-from litevision.models._builder import register_model
-from litevision.models._card import ModelCard
+from litevision.models._builder import Variant, register_family
+from litevision.models._card import DataConfig, Paper, PaperFigures
 from litevision.models._contract import LiteModel, feature
 from litevision.ops.ska import SKA, ska_weight_norm
 
@@ -366,41 +365,31 @@ class LSNet(LiteModel):
         return {k for k in self.state_dict() if "attention_biases" in k}
 
 
-def _create(cfg: LSNetCfg, *, distillation: bool, **kwargs) -> LSNet:
-    return LSNet(cfg, distillation=distillation, **kwargs)
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A registered variant with the paper's figures (Table 1; params are deploy/fused counts)."""
-
-    cfg: LSNetCfg
-    distilled: bool
-    params_m: float
-    macs_g: float
-    top1: float
-    complexity_tol: float  # the paper gives MACs to 0.1 G: T/S within that rounding, B see _NOTES
-
-
 _T = LSNetCfg(embed_dim=(64, 128, 256, 384), depth=(0, 2, 8, 10))
 _S = LSNetCfg(embed_dim=(96, 192, 320, 448), depth=(1, 2, 8, 10))
 _B = LSNetCfg(embed_dim=(128, 256, 384, 512), depth=(4, 6, 8, 10))
 
-VARIANTS: dict[str, Variant] = {
-    "lsnet_t": Variant(_T, False, 11.4, 0.3, 74.9, 0.17),
-    "lsnet_s": Variant(_S, False, 16.1, 0.5, 77.8, 0.10),
-    "lsnet_b": Variant(_B, False, 23.2, 1.3, 80.3, 0.05),
-    "lsnet_t_distill": Variant(_T, True, 11.4, 0.3, 76.1, 0.17),
-    "lsnet_s_distill": Variant(_S, True, 16.1, 0.5, 79.0, 0.10),
-    "lsnet_b_distill": Variant(_B, True, 23.2, 1.3, 81.6, 0.05),
-}
 
-# images/s at 224, batch 16, one CPU thread, two passes of benchmarks/lsnet_cpu.py on the shared development
-# VM (docs/lsnet.md); torchvision mobilenet_v3_large eager measured in the same run: 25.7 / 23.8
-CPU_BENCHMARK: dict[str, dict[str, tuple[float, float]]] = {
-    "lsnet_t": {"eager": (37.8, 42.7), "eager_fused": (43.1, 52.7), "onnxruntime": (64.9, 115.0)},
-    "lsnet_s": {"eager": (25.3, 28.7), "eager_fused": (35.9, 32.5), "onnxruntime": (52.0, 57.1)},
-    "lsnet_b": {"eager": (10.9, 13.2), "eager_fused": (12.9, 15.8), "onnxruntime": (16.2, 18.4)},
+def _variant(cfg: LSNetCfg, distilled: bool, params_m: float, macs_g: float, top1: float,
+             complexity_tol: float) -> Variant:
+    return Variant(cfg=cfg, model_kwargs={"distillation": distilled},
+                   figures=PaperFigures(params_m=params_m, macs_g=macs_g, top1=top1, complexity_tol=complexity_tol,
+                                        params_fused=True))
+
+
+# paper Table 1 (params are deploy / fused counts); the paper gives MACs to 0.1 G: T/S within that rounding,
+# B see _NOTES
+_TABLE: dict[str, Variant] = {
+    "lsnet_t": _variant(_T, distilled=False, params_m=11.4, macs_g=0.3, top1=74.9, complexity_tol=0.17),
+    "lsnet_s": _variant(_S, distilled=False, params_m=16.1, macs_g=0.5, top1=77.8, complexity_tol=0.10),
+    "lsnet_b": _variant(_B, distilled=False, params_m=23.2, macs_g=1.3, top1=80.3, complexity_tol=0.05),
+    "lsnet_t_distill": _variant(_T, distilled=True, params_m=11.4, macs_g=0.3, top1=76.1, complexity_tol=0.17),
+    "lsnet_s_distill": _variant(_S, distilled=True, params_m=16.1, macs_g=0.5, top1=79.0, complexity_tol=0.10),
+    "lsnet_b_distill": _variant(_B, distilled=True, params_m=23.2, macs_g=1.3, top1=81.6, complexity_tol=0.05),
+}
+VARIANTS: dict[str, Variant] = {
+    name: replace(v, reference=(f"official:THU-MIG/lsnet {name}.pth", f"hf_hub:jameslahm/{name}"))
+    for name, v in _TABLE.items()
 }
 
 _NOTES = (
@@ -413,18 +402,9 @@ _NOTES = (
     "mean of both heads in train mode too unless set_distilled_training(True)."
 )
 
-for _name, _v in VARIANTS.items():
-    register_model(_name, partial(_create, _v.cfg, distillation=_v.distilled), ModelCard(
-        family="lsnet",
-        paper="LSNet: See Large, Focus Small",
-        paper_url="https://arxiv.org/abs/2503.23135",
-        venue="CVPR 2025",
-        paper_params_m=_v.params_m, paper_macs_g=_v.macs_g, paper_top1=_v.top1,
-        crop_pct=0.9,
-        interpolation="bicubic",
-        reference=(f"official:THU-MIG/lsnet {_name}.pth", f"hf_hub:jameslahm/{_name}"),
-        complexity_tol=_v.complexity_tol,
-        params_fused=True,
-        notes=_NOTES,
-        extra={"cpu_benchmark": CPU_BENCHMARK.get(_name.removesuffix("_distill"), {})},
-    ))
+register_family(
+    "lsnet", LSNet, VARIANTS,
+    paper=Paper(title="LSNet: See Large, Focus Small", url="https://arxiv.org/abs/2503.23135", venue="CVPR 2025"),
+    data_config=DataConfig(crop_pct=0.9, interpolation="bicubic"),
+    notes=_NOTES,
+)

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 from torch import nn
 
 from litevision.layers import ClassifierHead, ConvNormAct, DepthwiseSeparableConv, make_divisible
 from litevision.layers.helpers import init_weights
-from litevision.models._builder import register_model
-from litevision.models._card import ModelCard
+from litevision.models._builder import Variant, register_family
+from litevision.models._card import DataConfig, Paper, PaperFigures
 from litevision.models._contract import LiteModel, feature
 
 
@@ -98,43 +97,27 @@ class MobileNetV1(LiteModel):
         init_weights(self)
 
 
-
-def _create(cfg: MobileNetV1Cfg, **kwargs) -> MobileNetV1:
-    return MobileNetV1(cfg, **kwargs)
-
-
-@dataclass(frozen=True)
-class PaperRow:
-    """Paper Table 6 at 224x224: width multiplier and the paper's figures (``complexity_tol``: see the card)."""
-
-    width_mult: float
-    params_m: float
-    macs_g: float
-    top1: float
-    complexity_tol: float = 0.03
-    notes: str = ""
-
-
-VARIANTS: dict[str, PaperRow] = {
-    "mobilenetv1_025": PaperRow(0.25, 0.5, 0.041, 50.6, complexity_tol=0.07,
-                                notes="the paper rounds params to one decimal: 0.47M (exact) is printed as 0.5M"),
-    "mobilenetv1_050": PaperRow(0.50, 1.3, 0.149, 63.7),
-    "mobilenetv1_075": PaperRow(0.75, 2.6, 0.325, 68.4),
-    "mobilenetv1_100": PaperRow(1.00, 4.2, 0.569, 70.6),
+# paper Table 6 at 224x224
+VARIANTS: dict[str, Variant] = {
+    "mobilenetv1_025": Variant(
+        cfg=MobileNetV1Cfg(width_mult=0.25),
+        figures=PaperFigures(params_m=0.5, macs_g=0.041, top1=50.6, complexity_tol=0.07),
+        notes="The paper rounds params to one decimal: 0.47M (exact) is printed as 0.5M."),
+    "mobilenetv1_050": Variant(cfg=MobileNetV1Cfg(width_mult=0.50),
+                               figures=PaperFigures(params_m=1.3, macs_g=0.149, top1=63.7)),
+    "mobilenetv1_075": Variant(cfg=MobileNetV1Cfg(width_mult=0.75),
+                               figures=PaperFigures(params_m=2.6, macs_g=0.325, top1=68.4)),
+    "mobilenetv1_100": Variant(cfg=MobileNetV1Cfg(width_mult=1.0),
+                               figures=PaperFigures(params_m=4.2, macs_g=0.569, top1=70.6),
+                               reference=("timm:mobilenetv1_100",)),
 }
 
-for _name, _row in VARIANTS.items():
-    register_model(_name, partial(_create, MobileNetV1Cfg(width_mult=_row.width_mult)), ModelCard(
-        family="mobilenetv1",
-        paper="MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications",
-        paper_url="https://arxiv.org/abs/1704.04861",
-        venue="arXiv 2017",
-        paper_params_m=_row.params_m, paper_macs_g=_row.macs_g, paper_top1=_row.top1,
-        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic",
-        reference=("timm:mobilenetv1_100",) if _row.width_mult == 1.0 else (),
-        complexity_tol=_row.complexity_tol,
-        notes=" ".join(filter(None, (
-            "ReLU6 as in the authors' released code (paper text: ReLU; act_layer='relu' gives it); the 13th "
-            "depthwise layer is stride 1 (Table 1's 's2' at 7x7 input is a typo). Same tensors as timm "
-            "mobilenetv1_100, whose weights load directly (mean/std 0.5 as timm's weights).", _row.notes))),
-    ))
+register_family(
+    "mobilenetv1", MobileNetV1, VARIANTS,
+    paper=Paper(title="MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications",
+                url="https://arxiv.org/abs/1704.04861", venue="arXiv 2017"),
+    data_config=DataConfig(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic"),
+    notes="ReLU6 as in the authors' released code (paper text: ReLU; act_layer='relu' gives it); the 13th "
+          "depthwise layer is stride 1 (Table 1's 's2' at 7x7 input is a typo). Same tensors as timm "
+          "mobilenetv1_100, whose weights load directly (mean/std 0.5 as timm's weights).",
+)

@@ -16,8 +16,8 @@ from torch import nn
 
 from litevision.layers import ClassifierHead, ConvNormAct, InvertedResidual, drop_path_rates, make_divisible
 from litevision.layers.helpers import init_weights
-from litevision.models._builder import register_model
-from litevision.models._card import ModelCard
+from litevision.models._builder import Variant, register_family
+from litevision.models._card import Paper, PaperFigures
 from litevision.models._contract import LiteModel, feature
 from litevision.modules import create_module
 
@@ -102,27 +102,24 @@ def _attn_layer(name: str, kwargs: dict[str, Any], chs: int, in_chs: int) -> nn.
     return create_module(name, chs, **kwargs)
 
 
+def _row(width_mult: float, params_m: float, macs_g: float, top1: float, **kwargs: object) -> Variant:
+    return Variant(cfg=MobileNetV2Cfg(width_mult=width_mult),
+                   figures=PaperFigures(params_m=params_m, macs_g=macs_g, top1=top1), **kwargs)
 
-def _create(cfg: MobileNetV2Cfg, **kwargs) -> MobileNetV2:
-    return MobileNetV2(cfg, **kwargs)
 
-
-# (width multiplier, paper params M, paper MACs G, paper top-1) — paper Table 6 / released checkpoints
-VARIANTS: dict[str, tuple[float, float, float, float]] = {
-    "mobilenetv2_035": (0.35, 1.66, 0.059, 60.3),
-    "mobilenetv2_050": (0.50, 1.95, 0.097, 65.4),
-    "mobilenetv2_075": (0.75, 2.61, 0.209, 69.8),
-    "mobilenetv2_100": (1.00, 3.50, 0.300, 72.0),
-    "mobilenetv2_140": (1.40, 6.11, 0.585, 74.7),
+# paper Table 6 / the released checkpoints
+VARIANTS: dict[str, Variant] = {
+    "mobilenetv2_035": _row(width_mult=0.35, params_m=1.66, macs_g=0.059, top1=60.3),
+    "mobilenetv2_050": _row(width_mult=0.50, params_m=1.95, macs_g=0.097, top1=65.4),
+    "mobilenetv2_075": _row(width_mult=0.75, params_m=2.61, macs_g=0.209, top1=69.8),
+    "mobilenetv2_100": _row(width_mult=1.00, params_m=3.50, macs_g=0.300, top1=72.0,
+                            reference=("torchvision:mobilenet_v2", "timm:mobilenetv2_100")),
+    "mobilenetv2_140": _row(width_mult=1.40, params_m=6.11, macs_g=0.585, top1=74.7),
 }
 
-for _name, (_alpha, _params, _macs, _top1) in VARIANTS.items():
-    register_model(_name, partial(_create, MobileNetV2Cfg(width_mult=_alpha)), ModelCard(
-        family="mobilenetv2",
-        paper="MobileNetV2: Inverted Residuals and Linear Bottlenecks",
-        paper_url="https://arxiv.org/abs/1801.04381",
-        venue="CVPR 2018",
-        paper_params_m=_params, paper_macs_g=_macs, paper_top1=_top1,
-        reference=("torchvision:mobilenet_v2", "timm:mobilenetv2_100") if _alpha == 1.0 else (),
-        notes="paper params column rounds 3.47M to 3.4M; the released checkpoints' counts are used",
-    ))
+register_family(
+    "mobilenetv2", MobileNetV2, VARIANTS,
+    paper=Paper(title="MobileNetV2: Inverted Residuals and Linear Bottlenecks",
+                url="https://arxiv.org/abs/1801.04381", venue="CVPR 2018"),
+    notes="paper params column rounds 3.47M to 3.4M; the released checkpoints' counts are used",
+)

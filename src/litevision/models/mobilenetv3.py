@@ -31,8 +31,8 @@ from litevision.layers import (
     make_divisible,
 )
 from litevision.layers.helpers import init_weights
-from litevision.models._builder import register_model
-from litevision.models._card import ModelCard
+from litevision.models._builder import Variant, register_family
+from litevision.models._card import Paper, PaperFigures
 from litevision.models._contract import LiteModel, feature
 from litevision.models._weights import _by_position
 
@@ -152,42 +152,26 @@ class MobileNetV3(LiteModel):
         return _by_position(self.state_dict(), sd)
 
 
-
-def _create(cfg: MobileNetV3Cfg, **kwargs) -> MobileNetV3:
-    return MobileNetV3(cfg, **kwargs)
-
-
-@dataclass(frozen=True)
-class PaperRow:
-    """Paper Table 3 (ImageNet, 224x224): the variant's config and the paper's figures."""
-
-    cfg: MobileNetV3Cfg
-    params_m: float
-    macs_g: float
-    top1: float
-    reference: tuple[str, ...] = ()
-
-
 _LARGE = partial(MobileNetV3Cfg, LARGE_ROWS, last_conv_chs=960, head_chs=1280)
 _SMALL = partial(MobileNetV3Cfg, SMALL_ROWS, last_conv_chs=576, head_chs=1024)
 
-VARIANTS: dict[str, PaperRow] = {
-    "mobilenetv3_large_075": PaperRow(_LARGE(width_mult=0.75), 4.0, 0.155, 73.3, ("timm:mobilenetv3_large_075",)),
-    "mobilenetv3_large_100": PaperRow(_LARGE(), 5.4, 0.219, 75.2,
-                                      ("torchvision:mobilenet_v3_large", "timm:mobilenetv3_large_100")),
-    "mobilenetv3_small_075": PaperRow(_SMALL(width_mult=0.75), 2.0, 0.044, 65.4, ("timm:mobilenetv3_small_075",)),
-    "mobilenetv3_small_100": PaperRow(_SMALL(), 2.5, 0.056, 67.4,
-                                      ("torchvision:mobilenet_v3_small", "timm:mobilenetv3_small_100")),
+# paper Table 3 (ImageNet, 224x224)
+VARIANTS: dict[str, Variant] = {
+    "mobilenetv3_large_075": Variant(cfg=_LARGE(width_mult=0.75),
+                                     figures=PaperFigures(params_m=4.0, macs_g=0.155, top1=73.3),
+                                     reference=("timm:mobilenetv3_large_075",)),
+    "mobilenetv3_large_100": Variant(cfg=_LARGE(), figures=PaperFigures(params_m=5.4, macs_g=0.219, top1=75.2),
+                                     reference=("torchvision:mobilenet_v3_large", "timm:mobilenetv3_large_100")),
+    "mobilenetv3_small_075": Variant(cfg=_SMALL(width_mult=0.75),
+                                     figures=PaperFigures(params_m=2.0, macs_g=0.044, top1=65.4),
+                                     reference=("timm:mobilenetv3_small_075",)),
+    "mobilenetv3_small_100": Variant(cfg=_SMALL(), figures=PaperFigures(params_m=2.5, macs_g=0.056, top1=67.4),
+                                     reference=("torchvision:mobilenet_v3_small", "timm:mobilenetv3_small_100")),
 }
 
-for _name, _row in VARIANTS.items():
-    register_model(_name, partial(_create, _row.cfg), ModelCard(
-        family="mobilenetv3",
-        paper="Searching for MobileNetV3",
-        paper_url="https://arxiv.org/abs/1905.02244",
-        venue="ICCV 2019",
-        paper_params_m=_row.params_m, paper_macs_g=_row.macs_g, paper_top1=_row.top1,
-        reference=_row.reference,
-        notes="BatchNorm eps 1e-3 (TensorFlow/torchvision); timm weights need bn_eps=1e-5. The 1280/1024 "
-              "head is not width-scaled (paper, timm); torchvision's width_mult would scale it.",
-    ))
+register_family(
+    "mobilenetv3", MobileNetV3, VARIANTS,
+    paper=Paper(title="Searching for MobileNetV3", url="https://arxiv.org/abs/1905.02244", venue="ICCV 2019"),
+    notes="BatchNorm eps 1e-3 (TensorFlow/torchvision); timm weights need bn_eps=1e-5. The 1280/1024 head is not "
+          "width-scaled (paper, timm); torchvision's width_mult would scale it.",
+)

@@ -19,16 +19,15 @@ stage); the paper's r = 16 is our default, and ``attn_rd_divisor=8`` builds timm
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, replace
 from typing import Any
 
 from torch import Tensor, nn
 
 from litevision.layers import DropPath, drop_path_rates, fuse_conv_bn, make_divisible
 from litevision.layers.helpers import init_weights
-from litevision.models._builder import register_model
-from litevision.models._card import ModelCard
+from litevision.models._builder import Variant, register_family
+from litevision.models._card import Paper, PaperFigures
 from litevision.models._contract import LiteModel, feature
 from litevision.modules import create_module
 
@@ -213,57 +212,44 @@ def _attn_factory(name: str | None, kwargs: dict[str, Any], rd_divisor: int) -> 
     return build
 
 
-
-def _create(cfg: ResNetCfg, **kwargs) -> ResNet:
-    return ResNet(cfg, **kwargs)
-
-
-@dataclass(frozen=True)
-class Variant:
-    cfg: ResNetCfg
-    paper: str
-    paper_url: str
-    venue: str
-    params_m: float
-    macs_g: float
-    top1: float | None
-    reference: tuple[str, ...]
-    complexity_tol: float
-    notes: str
-
-
-_RESNET = ("Deep Residual Learning for Image Recognition", "https://arxiv.org/abs/1512.03385", "CVPR 2016")
-_SE = ("Squeeze-and-Excitation Networks", "https://arxiv.org/abs/1709.01507", "CVPR 2018")
-_CBAM = ("CBAM: Convolutional Block Attention Module", "https://arxiv.org/abs/1807.06521", "ECCV 2018")
+RESNET = Paper(title="Deep Residual Learning for Image Recognition", url="https://arxiv.org/abs/1512.03385",
+               venue="CVPR 2016")
+SE = Paper(title="Squeeze-and-Excitation Networks", url="https://arxiv.org/abs/1709.01507", venue="CVPR 2018")
+CBAM = Paper(title="CBAM: Convolutional Block Attention Module", url="https://arxiv.org/abs/1807.06521",
+             venue="ECCV 2018")
 _V15 = ("MACs: the paper counts the original ResNet-50 that strides in the bottleneck's first 1x1 conv; "
         "with the strides moved there our count is 3.858 / 3.860 / 3.864 G (plain / SE / CBAM), the CBAM "
         "paper's figures exactly. We stride in the 3x3 conv like torchvision and timm (whose weights load): "
         "4.09 G, +6%.")
-R18, R50 = ResNetCfg("basic", (2, 2, 2, 2)), ResNetCfg("bottleneck", (3, 4, 6, 3))
+R18 = ResNetCfg(block="basic", depths=(2, 2, 2, 2))
+R50 = ResNetCfg(block="bottleneck", depths=(3, 4, 6, 3))
 
 VARIANTS: dict[str, Variant] = {
-    "resnet18": Variant(R18, *_RESNET, 11.69, 1.82, 69.76, ("torchvision:resnet18", "timm:resnet18"), 0.03,
-                        "top-1 of torchvision's reference weights (the paper reports 10-crop results)"),
-    "resnet50": Variant(R50, *_RESNET, 25.56, 4.1, 76.13, ("torchvision:resnet50", "timm:resnet50"), 0.03,
-                        "ResNet v1.5 (stride in the 3x3 conv, torchvision's 4.09 G); the paper's v1 has 3.8 G. "
-                        "top-1 of torchvision's reference weights"),
-    "seresnet18": Variant(ResNetCfg("basic", (2, 2, 2, 2), attn="se"), *_SE, 11.78, 1.814, 70.59,
-                          ("timm:seresnet18 (attn_rd_divisor=8)",), 0.03,
-                          "r = 16 everywhere (64 channels -> 4); timm rounds to 8: build with attn_rd_divisor=8 "
-                          "to load timm weights. Figures and top-1 from the CBAM paper's ImageNet table (the SE "
-                          "paper has no ResNet-18)"),
-    "seresnet50": Variant(ResNetCfg("bottleneck", (3, 4, 6, 3), attn="se"), *_SE, 28.09, 3.87, 76.71,
-                          ("timm:seresnet50",), 0.07, "SE paper Table 2 (3.87 GFLOPs there are MACs). " + _V15),
-    "cbam_resnet18": Variant(ResNetCfg("basic", (2, 2, 2, 2), attn="cbam"), *_CBAM, 11.78, 1.815, 70.73,
-                             ("timm:resnet18 attn_layer=cbam",), 0.03, "CBAM paper's ImageNet table"),
-    "cbam_resnet50": Variant(ResNetCfg("bottleneck", (3, 4, 6, 3), attn="cbam"), *_CBAM, 28.09, 3.864, 77.34,
-                             ("timm:resnet50 attn_layer=cbam",), 0.07, "CBAM paper's ImageNet table. " + _V15),
+    "resnet18": Variant(
+        cfg=R18, paper=RESNET, figures=PaperFigures(params_m=11.69, macs_g=1.82, top1=69.76),
+        reference=("torchvision:resnet18", "timm:resnet18"),
+        notes="top-1 of torchvision's reference weights (the paper reports 10-crop results)"),
+    "resnet50": Variant(
+        cfg=R50, paper=RESNET, figures=PaperFigures(params_m=25.56, macs_g=4.1, top1=76.13),
+        reference=("torchvision:resnet50", "timm:resnet50"),
+        notes="ResNet v1.5 (stride in the 3x3 conv, torchvision's 4.09 G); the paper's v1 has 3.8 G. "
+              "top-1 of torchvision's reference weights"),
+    "seresnet18": Variant(
+        cfg=replace(R18, attn="se"), paper=SE, figures=PaperFigures(params_m=11.78, macs_g=1.814, top1=70.59),
+        reference=("timm:seresnet18 (attn_rd_divisor=8)",),
+        notes="r = 16 everywhere (64 channels -> 4); timm rounds to 8: build with attn_rd_divisor=8 to load timm "
+              "weights. Figures and top-1 from the CBAM paper's ImageNet table (the SE paper has no ResNet-18)"),
+    "seresnet50": Variant(
+        cfg=replace(R50, attn="se"), paper=SE,
+        figures=PaperFigures(params_m=28.09, macs_g=3.87, top1=76.71, complexity_tol=0.07),
+        reference=("timm:seresnet50",), notes="SE paper Table 2 (3.87 GFLOPs there are MACs). " + _V15),
+    "cbam_resnet18": Variant(
+        cfg=replace(R18, attn="cbam"), paper=CBAM, figures=PaperFigures(params_m=11.78, macs_g=1.815, top1=70.73),
+        reference=("timm:resnet18 attn_layer=cbam",), notes="CBAM paper's ImageNet table"),
+    "cbam_resnet50": Variant(
+        cfg=replace(R50, attn="cbam"), paper=CBAM,
+        figures=PaperFigures(params_m=28.09, macs_g=3.864, top1=77.34, complexity_tol=0.07),
+        reference=("timm:resnet50 attn_layer=cbam",), notes="CBAM paper's ImageNet table. " + _V15),
 }
 
-for _name, _v in VARIANTS.items():
-    register_model(_name, partial(_create, _v.cfg), ModelCard(
-        family="resnet",
-        paper=_v.paper, paper_url=_v.paper_url, venue=_v.venue,
-        paper_params_m=_v.params_m, paper_macs_g=_v.macs_g, paper_top1=_v.top1,
-        reference=_v.reference, complexity_tol=_v.complexity_tol, notes=_v.notes,
-    ))
+register_family("resnet", ResNet, VARIANTS, paper=RESNET)

@@ -19,7 +19,6 @@ The paper's "FLOPs" are multiply-adds (MACs).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -34,8 +33,8 @@ from litevision.layers import (
     make_divisible,
 )
 from litevision.layers.helpers import init_weights
-from litevision.models._builder import register_model
-from litevision.models._card import ModelCard
+from litevision.models._builder import Variant, register_family
+from litevision.models._card import Paper, PaperFigures
 from litevision.models._contract import LiteModel, feature
 
 
@@ -146,60 +145,48 @@ class ShuffleNetV1(LiteModel):
         init_weights(self)
 
 
-
-def _create(cfg: ShuffleNetV1Cfg, **kwargs) -> ShuffleNetV1:
-    return ShuffleNetV1(cfg, **kwargs)
-
-
-@dataclass(frozen=True)
-class PaperFigures:
-    """What the paper reports for one (s, g): MACs ("MFLOPs") and top-1, where it reports them."""
-
-    macs_g: float | None = None
-    top1: float | None = None
-    complexity_tol: float | None = 0.03
-    notes: str = ""
-
-
-_NO_FIGURES = "the paper reports no complexity for this scale and group count"
-_ROW_038 = "paper Table 2 gives one complexity for the whole 0.5x row (38 MFLOPs), not one per group count"
-_G8_050 = (_ROW_038 + "; with g = 8 the 0.5x widths (stem 16, stages 192/384/768) cost 40.5M MACs, as the "
-           "authors' released g = 8 0.5x model (40M): within 7%")
+_NO_FIGURES = PaperFigures(complexity_tol=None)
+_ROW_038 = "Paper Table 2 gives one complexity for the whole 0.5x row (38 MFLOPs), not one per group count."
+_G8_050 = (_ROW_038 + " With g = 8 the 0.5x widths (stem 16, stages 192/384/768) cost 40.5M MACs, as the "
+           "authors' released g = 8 0.5x model (40M): within 7%.")
 
 # (width multiplier s, groups g) -> paper figures: Table 1 (1x complexity per g), Table 2 (top-1 = 100 - error
-# for 1x and 0.5x), Table 5 (1.5x and 2x with g = 3)
+# for 1x and 0.5x), Table 5 (1.5x and 2x with g = 3). The paper's "MFLOPs" are MACs; it gives no params.
 PAPER: dict[tuple[float, int], PaperFigures] = {
-    (1.0, 1): PaperFigures(0.143, 66.4),
-    (1.0, 2): PaperFigures(0.140, 67.3),
-    (1.0, 3): PaperFigures(0.137, 67.4),
-    (1.0, 4): PaperFigures(0.133, 67.2),
-    (1.0, 8): PaperFigures(0.137, 67.6),
-    (0.5, 1): PaperFigures(0.038, 54.9, notes=_ROW_038),
-    (0.5, 2): PaperFigures(0.038, 55.6, notes=_ROW_038),
-    (0.5, 3): PaperFigures(0.038, 56.8, notes=_ROW_038),
-    (0.5, 4): PaperFigures(0.038, 58.4, notes=_ROW_038),
-    (0.5, 8): PaperFigures(0.038, 57.7, complexity_tol=0.07, notes=_G8_050),
-    (1.5, 3): PaperFigures(0.292, 71.5),
-    (2.0, 3): PaperFigures(0.524, 73.7),
+    (1.0, 1): PaperFigures(macs_g=0.143, top1=66.4),
+    (1.0, 2): PaperFigures(macs_g=0.140, top1=67.3),
+    (1.0, 3): PaperFigures(macs_g=0.137, top1=67.4),
+    (1.0, 4): PaperFigures(macs_g=0.133, top1=67.2),
+    (1.0, 8): PaperFigures(macs_g=0.137, top1=67.6),
+    (0.5, 1): PaperFigures(macs_g=0.038, top1=54.9),
+    (0.5, 2): PaperFigures(macs_g=0.038, top1=55.6),
+    (0.5, 3): PaperFigures(macs_g=0.038, top1=56.8),
+    (0.5, 4): PaperFigures(macs_g=0.038, top1=58.4),
+    (0.5, 8): PaperFigures(macs_g=0.038, top1=57.7, complexity_tol=0.07),
+    (1.5, 3): PaperFigures(macs_g=0.292, top1=71.5),
+    (2.0, 3): PaperFigures(macs_g=0.524, top1=73.7),
 }
-
 SCALES = {"050": 0.5, "100": 1.0, "150": 1.5, "200": 2.0}
 
-for _groups, _stage_chs in TABLE1_STAGE_CHS.items():
-    for _suffix, _scale in SCALES.items():
-        _paper = PAPER.get((_scale, _groups), PaperFigures(complexity_tol=None, notes=_NO_FIGURES))
-        register_model(
-            f"shufflenetv1_g{_groups}_{_suffix}",
-            partial(_create, ShuffleNetV1Cfg(groups=_groups, stage_out_chs=_stage_chs, width_mult=_scale)),
-            ModelCard(
-                family="shufflenetv1",
-                paper="ShuffleNet: An Extremely Efficient Convolutional Neural Network for Mobile Devices",
-                paper_url="https://arxiv.org/abs/1707.01083",
-                venue="CVPR 2018",
-                paper_macs_g=_paper.macs_g, paper_top1=_paper.top1,
-                complexity_tol=_paper.complexity_tol,
-                notes=" ".join(filter(None, (
-                    "no reference implementation: built from the paper (Table 1, Fig. 2); the paper gives no "
-                    "parameter counts.", _paper.notes))),
-            ),
-        )
+
+def _notes(scale: float, groups: int) -> str:
+    if (scale, groups) not in PAPER:
+        return "The paper reports no complexity for this scale and group count."
+    if scale == 0.5:
+        return _G8_050 if groups == 8 else _ROW_038
+    return ""
+
+
+VARIANTS: dict[str, Variant] = {
+    f"shufflenetv1_g{groups}_{suffix}": Variant(
+        cfg=ShuffleNetV1Cfg(groups=groups, stage_out_chs=stage_chs, width_mult=scale),
+        figures=PAPER.get((scale, groups), _NO_FIGURES), notes=_notes(scale, groups))
+    for groups, stage_chs in TABLE1_STAGE_CHS.items() for suffix, scale in SCALES.items()
+}
+
+register_family(
+    "shufflenetv1", ShuffleNetV1, VARIANTS,
+    paper=Paper(title="ShuffleNet: An Extremely Efficient Convolutional Neural Network for Mobile Devices",
+                url="https://arxiv.org/abs/1707.01083", venue="CVPR 2018"),
+    notes="No reference implementation: built from the paper (Table 1, Fig. 2); the paper gives no parameter counts.",
+)

@@ -13,15 +13,14 @@ directly (same tensors in the same order).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 from torch import Tensor, nn
 
 from litevision.layers import ChannelShuffle, ClassifierHead, ConvNormAct, DropPath, drop_path_rates
 from litevision.layers.helpers import init_weights
-from litevision.models._builder import register_model
-from litevision.models._card import ModelCard
+from litevision.models._builder import Variant, register_family
+from litevision.models._card import Paper, PaperFigures
 from litevision.models._contract import LiteModel, feature
 
 
@@ -101,39 +100,25 @@ class ShuffleNetV2(LiteModel):
         init_weights(self)
 
 
-
-def _create(cfg: ShuffleNetV2Cfg, **kwargs) -> ShuffleNetV2:
-    return ShuffleNetV2(cfg, **kwargs)
-
-
-@dataclass(frozen=True)
-class PaperRow:
-    """Paper Tables 5 and 8 (ImageNet, 224x224): the variant's config and the paper's figures."""
-
-    cfg: ShuffleNetV2Cfg
-    params_m: float
-    macs_g: float
-    top1: float
-    reference: str
-
-
-VARIANTS: dict[str, PaperRow] = {
-    "shufflenetv2_050": PaperRow(ShuffleNetV2Cfg((48, 96, 192)), 1.4, 0.041, 60.3, "torchvision:shufflenet_v2_x0_5"),
-    "shufflenetv2_100": PaperRow(ShuffleNetV2Cfg((116, 232, 464)), 2.3, 0.146, 69.4,
-                                 "torchvision:shufflenet_v2_x1_0"),
-    "shufflenetv2_150": PaperRow(ShuffleNetV2Cfg((176, 352, 704)), 3.5, 0.299, 72.6,
-                                 "torchvision:shufflenet_v2_x1_5"),
-    "shufflenetv2_200": PaperRow(ShuffleNetV2Cfg((244, 488, 976), head_chs=2048), 7.4, 0.591, 74.9,
-                                 "torchvision:shufflenet_v2_x2_0"),
+# paper Tables 5 and 8 (ImageNet, 224x224)
+VARIANTS: dict[str, Variant] = {
+    "shufflenetv2_050": Variant(cfg=ShuffleNetV2Cfg(stage_out_chs=(48, 96, 192)),
+                                figures=PaperFigures(params_m=1.4, macs_g=0.041, top1=60.3),
+                                reference=("torchvision:shufflenet_v2_x0_5",)),
+    "shufflenetv2_100": Variant(cfg=ShuffleNetV2Cfg(stage_out_chs=(116, 232, 464)),
+                                figures=PaperFigures(params_m=2.3, macs_g=0.146, top1=69.4),
+                                reference=("torchvision:shufflenet_v2_x1_0",)),
+    "shufflenetv2_150": Variant(cfg=ShuffleNetV2Cfg(stage_out_chs=(176, 352, 704)),
+                                figures=PaperFigures(params_m=3.5, macs_g=0.299, top1=72.6),
+                                reference=("torchvision:shufflenet_v2_x1_5",)),
+    "shufflenetv2_200": Variant(cfg=ShuffleNetV2Cfg(stage_out_chs=(244, 488, 976), head_chs=2048),
+                                figures=PaperFigures(params_m=7.4, macs_g=0.591, top1=74.9),
+                                reference=("torchvision:shufflenet_v2_x2_0",)),
 }
 
-for _name, _row in VARIANTS.items():
-    register_model(_name, partial(_create, _row.cfg), ModelCard(
-        family="shufflenetv2",
-        paper="ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture Design",
-        paper_url="https://arxiv.org/abs/1807.11164",
-        venue="ECCV 2018",
-        paper_params_m=_row.params_m, paper_macs_g=_row.macs_g, paper_top1=_row.top1,
-        reference=(_row.reference,),
-        notes="same tensors in the same order as the torchvision model; its weights load directly",
-    ))
+register_family(
+    "shufflenetv2", ShuffleNetV2, VARIANTS,
+    paper=Paper(title="ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture Design",
+                url="https://arxiv.org/abs/1807.11164", venue="ECCV 2018"),
+    notes="same tensors in the same order as the torchvision model; its weights load directly",
+)

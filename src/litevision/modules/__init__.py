@@ -6,6 +6,8 @@ import pkgutil
 
 from litevision.modules._registry import (
     MODULES,
+    REF_CHANNELS,
+    REF_SIZE,
     ModuleCard,
     create_module,
     get_module_card,
@@ -17,4 +19,13 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     if not _info.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_info.name}")
 
-__all__ = ["MODULES", "ModuleCard", "create_module", "get_module_card", "list_modules", "register_module"]
+__all__ = [
+    "MODULES",
+    "REF_CHANNELS",
+    "REF_SIZE",
+    "ModuleCard",
+    "create_module",
+    "get_module_card",
+    "list_modules",
+    "register_module",
+]

@@ -4,11 +4,12 @@ registry, atomic file writes and optional-dependency checks. Every layer may imp
 from litevision.utils.cpu import cpu_description, cpu_flags, cpu_lacks_vnni
 from litevision.utils.io import atomic_write, atomic_write_text
 from litevision.utils.macs import macs_formulas, register_macs_formula
-from litevision.utils.optional import MissingDependencyError, require
+from litevision.utils.optional import MissingDependencyError, available, require
 
 __all__ = [
     "MissingDependencyError",
     "atomic_write",
+    "available",
     "atomic_write_text",
     "cpu_description",
     "cpu_flags",

@@ -7,6 +7,7 @@ prints as one line naming the extra to install.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 from litevision.errors import UserError
@@ -22,6 +23,14 @@ EXTRAS = {
 
 class MissingDependencyError(UserError, ImportError):
     """An optional dependency is not installed; the message names the extra that provides it."""
+
+
+def available(module: str) -> bool:
+    """Whether ``module`` can be imported (without importing it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def require(module: str, extra: str) -> ModuleType:

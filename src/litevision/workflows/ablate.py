@@ -25,10 +25,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from litevision.bench.complexity import count_complexity
+from litevision.bench import count_complexity
 from litevision.bench.timing import fixed_threads, time_calls
+from litevision.data import data_config_for, load_bundle
+from litevision.engine import load_config
+from litevision.engine import train as train_run
 from litevision.errors import UserError
-from litevision.layers.fuse import fuse_model
+from litevision.layers import fuse_model
+from litevision.models import create_any_model, load_trained_model
 
 
 @dataclass
@@ -177,10 +181,7 @@ def run_ablation(
     epochs, batch size...). Runs go to ``output/<model>-<module>/{baseline,with_<module>}``; the report
     is also written there as ``ablation.json``.
     """
-    from litevision.engine import config as C
-    from litevision.engine.pipeline import build_model, load_bundle, resolve_preprocess
-
-    cfg = C.load_config(recipe, list(overrides))
+    cfg = load_config(recipe, list(overrides))
     cfg.model.name = model
     if data is not None:
         cfg.data.name = data
@@ -194,14 +195,18 @@ def run_ablation(
 
     bundle = load_bundle(cfg.data.name, cfg.data.options, root=cfg.data.root)
     d = cfg.data
-    pre = resolve_preprocess(model, bundle, input_size=d.input_size, in_chans=d.in_chans, crop_pct=d.crop_pct,
-                             interpolation=d.interpolation, norm=d.norm, mean=d.mean, std=d.std,
-                             pretrained=cfg.model.checkpoint is not None)
-    input_size = tuple(pre.input_size)
+    data_config = data_config_for(model, bundle, input_size=d.input_size, in_chans=d.in_chans, crop_pct=d.crop_pct,
+                                  interpolation=d.interpolation, norm=d.norm, mean=d.mean, std=d.std,
+                                  pretrained=cfg.model.checkpoint is not None)
+    input_size = tuple(data_config.input_size)
 
     def build(kwargs: dict[str, Any]) -> nn.Module:
-        return build_model(model, num_classes=bundle.num_classes, in_chans=input_size[0], kwargs=kwargs,
-                           checkpoint=cfg.model.checkpoint, checkpoint_num_classes=cfg.model.checkpoint_num_classes)
+        try:
+            return create_any_model(model, num_classes=bundle.num_classes, in_chans=input_size[0],
+                                    checkpoint_path=cfg.model.checkpoint,
+                                    checkpoint_num_classes=cfg.model.checkpoint_num_classes, **kwargs)
+        except TypeError as e:
+            raise UserError(f"model {model}: {e} (check model.kwargs)") from None
 
     arms = []
     built = []
@@ -210,9 +215,6 @@ def run_ablation(
         arm = ArmResult(label=label, model_kwargs=kwargs, params=0, macs=0,
                         stitched=list(getattr(net, "stitched", [])))
         if train:
-            from litevision.engine import train as train_run
-            from litevision.engine.pipeline import load_trained_model
-
             run_cfg = copy.deepcopy(cfg)
             run_cfg.model.kwargs = kwargs
             run_cfg.run.output = str(out)

@@ -1,0 +1,97 @@
+"""From a dataset name and a model to ready datasets: the bundle, the resolved input :class:`DataConfig`, and the
+train / eval datasets with their transforms."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from litevision.data.loader import TransformedDataset
+from litevision.data.registry import DATASETS, DataBundle, build_dataset
+from litevision.data.transforms import AugmentConfig, build_eval_transform, build_train_transform, resolve_normalization
+from litevision.errors import UserError
+from litevision.models import DataConfig, resolve_data_config
+
+SPLITS = ("train", "val", "test")
+
+
+def load_bundle(name: str, options: dict[str, Any] | None = None, *, root: str | None = None,
+                skip_bad: bool = False) -> DataBundle:
+    """A registered dataset, or ``name`` as a folder path (ImageFolder layout)."""
+    opts = dict(options or {})
+    if name not in DATASETS and (Path(name).is_dir() or os.sep in name):
+        opts.setdefault("root", name)
+        name = "folder"
+    if root is not None:
+        opts["root"] = root
+    if name == "folder":
+        opts.setdefault("skip_bad", skip_bad)
+    try:
+        return build_dataset(name, **opts)
+    except TypeError as e:
+        if "unexpected keyword" in str(e) or "required" in str(e):
+            raise UserError(f"dataset {name!r}: {e} (check data.options / data.root)") from None
+        raise
+
+
+def data_config_for(
+    model_name: str,
+    bundle: DataBundle,
+    *,
+    input_size: int | None = None,
+    in_chans: int | None = None,
+    crop_pct: float | None = None,
+    interpolation: str | None = None,
+    norm: str = "auto",
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    pretrained: bool = False,
+) -> DataConfig:
+    """The model card's input configuration resolved against the dataset and the recipe's ``data`` section.
+
+    Size, crop and interpolation come from the recipe, else the card; mean/std from the recipe, else the card
+    or the dataset's statistics (``norm``, see :func:`~litevision.data.transforms.resolve_normalization`). A
+    dataset of ready tensors (hyperspectral patches) gets its sample shape and no normalization.
+    """
+    chans = in_chans or bundle.in_chans
+    card = resolve_data_config(model_name)
+    if bundle.kind == "tensor":  # ready tensors: no resizing or normalization here
+        shape = tuple(int(v) for v in bundle.train[0][0].shape)
+        return card.replace(input_size=shape, mean=(0.0,) * chans, std=(1.0,) * chans, crop_pct=1.0,
+                            norm_source="none")
+    size = input_size or card.input_size[1]
+    m, s, source = resolve_normalization(card.mean, card.std, bundle.extra, chans, norm, pretrained)
+    if mean is not None or std is not None:
+        if mean is None or std is None:
+            raise UserError("set both data.mean and data.std, or neither")
+        if len(mean) != chans or len(std) != chans:
+            raise UserError(f"data.mean/std need {chans} values (one per input channel)")
+        m, s, source = tuple(float(v) for v in mean), tuple(float(v) for v in std), "config"
+    return card.replace(input_size=(chans, size, size), mean=m, std=s, norm_source=source,
+                        crop_pct=crop_pct if crop_pct is not None else card.crop_pct,
+                        interpolation=interpolation or card.interpolation)
+
+
+def split_dataset(bundle: DataBundle, split: str) -> Dataset:
+    """The raw ``split`` (train, val or test) of ``bundle``."""
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}: use {', '.join(SPLITS)}")
+    if split == "val" and bundle.val is None:
+        raise UserError(f"{bundle.description or 'this dataset'} has no val split (use test)")
+    return {"train": bundle.train, "val": bundle.val, "test": bundle.test}[split]
+
+
+def train_dataset(bundle: DataBundle, data_config: DataConfig, aug: AugmentConfig, *, seed: int) -> Dataset:
+    """The training split with the training transform, augmentation seeded by (seed, epoch, index)."""
+    transform = None if bundle.kind == "tensor" else build_train_transform(data_config, aug)
+    return TransformedDataset(bundle.train, transform, seed=seed)
+
+
+def eval_dataset(bundle: DataBundle, data_config: DataConfig, split: str = "test") -> Dataset:
+    """The ``split`` of ``bundle`` with the evaluation transform (resize, center crop, normalize)."""
+    transform = None if bundle.kind == "tensor" else build_eval_transform(data_config)
+    return TransformedDataset(split_dataset(bundle, split), transform, seed=None)
