@@ -35,7 +35,13 @@ from litevision.bench.timing import fixed_threads, time_interleaved
 from litevision.export.images import load_images
 from litevision.export.onnx import export_onnx, ort_session
 from litevision.export.quantize import POLICIES, quantize_int8
-from litevision.models._peers import DataConfig, create_any_model, resolve_data_config
+from litevision.models import (
+    DataConfig,
+    create_any_model,
+    data_config_from_metadata,
+    load_trained_model,
+    resolve_data_config,
+)
 from litevision.utils.cpu import cpu_description
 
 ROOT = Path(__file__).resolve().parent
@@ -69,7 +75,7 @@ def ort_logits(session: object, x: torch.Tensor, batch: int = 50) -> np.ndarray:
 
 def train_briefly(name: str, size: int, epochs: int, work: Path) -> tuple[torch.nn.Module, DataConfig]:
     """``name`` trained from scratch with the ``quick`` recipe at ``size`` px for ``epochs`` epochs (reused)."""
-    from litevision.engine import load_config, load_trained_model, preprocess_from_metadata, train
+    from litevision.engine import load_config, train
 
     run_dir = work / f"{name}-{size}px-{epochs}ep"
     weights = run_dir / "last.safetensors"
@@ -83,7 +89,7 @@ def train_briefly(name: str, size: int, epochs: int, work: Path) -> tuple[torch.
                                     "run.tensorboard=false"])
         train(cfg, run_dir=run_dir)
     model, meta = load_trained_model(run_dir)
-    return model.eval(), preprocess_from_metadata(meta).data_config()
+    return model.eval(), data_config_from_metadata(meta)
 
 
 def deploy_vs_torchvision(threads: int, rounds: int, per_round: int, work: Path) -> dict:
@@ -137,8 +143,7 @@ def int8_vs_fp32(name: str, size: int, train_size: int, epochs: int, threads: in
                  "fp32_vs_eager_max_abs_diff": float(np.abs(logits["fp32"] - eager).max()), "policies": {}}
     times = {train_size: interleaved_medians({k: ort_fn(s, test[:1]) for k, s in sessions.items()}, rounds, per_round)}
     if size != train_size:
-        cfg = DataConfig((train_cfg.input_size[0], size, size), train_cfg.mean, train_cfg.std, train_cfg.interpolation,
-                         train_cfg.crop_pct)
+        cfg = train_cfg.replace(input_size=(train_cfg.in_chans, size, size))
         x = torch.randn(1, *cfg.input_size)
         big = {k: ort_session(f, threads=threads) for k, f in _int8_files(model, cfg, f"{name}_{size}", work).items()}
         times[size] = interleaved_medians({k: ort_fn(s, x) for k, s in big.items()}, rounds, per_round)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import sys
 
 import pytest
 import torch
@@ -119,3 +120,28 @@ def test_cli_unknown_model_exits_2(capsys) -> None:
 
     assert main(["info", "mobilenetv2_10"]) == 2
     assert "Did you mean" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "module", "extra"), [
+    (["export", "mobilenetv3_small_075", "--format", "onnx", "--output", "{tmp}"], "onnx", "export"),
+    (["eval", "{tmp}"], "matplotlib", "report"),
+])
+def test_a_missing_extra_is_one_line_naming_it(tmp_path, monkeypatch, capsys, argv, module, extra) -> None:
+    from litevision.cli.main import main
+
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as when the extra is not installed
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"pip install 'litevision[{extra}]'" in err and module in err
+    assert not any(tmp_path.iterdir())  # refused before any work
+
+
+def test_version_is_the_package_metadata_version(capsys) -> None:
+    from importlib.metadata import version
+
+    from litevision.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"litevision {version('litevision')}" == f"litevision {lv.__version__}"

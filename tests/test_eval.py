@@ -126,3 +126,19 @@ def test_eval_cli_on_a_trained_two_class_run(tmp_path: Path, capsys: pytest.Capt
     assert metrics["meta"]["dataset"] == "synthetic" and metrics["threshold"]["mode"] == "balanced"
     assert cli_main(["eval", str(run / "last.safetensors"), "--data", "digits", "--no-plots"]) == 2
     assert "2 classes but digits has 10" in capsys.readouterr().err
+
+
+def test_roc_and_pr_curves_match_scikit_learn() -> None:
+    """The ROC / PR curves behind roc.png and pr.png (computed without scikit-learn) give its areas."""
+    metrics = pytest.importorskip("sklearn.metrics")
+    from litevision.engine.metrics import _area, precision_recall_curve, roc_curve
+
+    rng = np.random.default_rng(0)
+    y = rng.random(300) < 0.4
+    s = np.round(rng.random(300) + 0.3 * y, 2)  # ties included
+    fpr, tpr = roc_curve(y, s)
+    ref_fpr, ref_tpr, _ = metrics.roc_curve(y, s, drop_intermediate=False)
+    assert _area(fpr, tpr) == pytest.approx(metrics.auc(ref_fpr, ref_tpr))
+    precision, recall = precision_recall_curve(y, s)
+    ref_p, ref_r, _ = metrics.precision_recall_curve(y, s)
+    assert _area(recall, precision) == pytest.approx(metrics.auc(ref_r, ref_p))

@@ -366,33 +366,35 @@ def _plot(report: EvalReport, out: Path) -> dict[str, Path]:
         pos = report.class_names.index(report.threshold.positive)
         scores, is_pos = report.probs[:, pos], report.targets == pos
         if 0 < is_pos.sum() < len(is_pos):
-            fpr, tpr = roc_curve(is_pos, scores)
-            fig, ax = plt.subplots(figsize=(5, 5))
-            ax.plot(fpr, tpr, label=f"AUC {_area(fpr, tpr):.4f}")
-            ax.plot([0, 1], [0, 1], "k--", lw=0.8)
             th = report.threshold
-            ax.scatter([1 - th.negative_recall / 100], [th.positive_recall / 100], color="red", zorder=3,
-                       label=f"th {th.threshold:.2f}")
-            ax.set_xlabel(f"false positive rate (1 - recall of {th.negative})")
-            ax.set_ylabel(f"true positive rate (recall of {th.positive})")
-            ax.set_title("ROC")
-            ax.legend(loc="lower right")
-            fig.tight_layout()
-            paths["roc_png"] = out / "roc.png"
-            fig.savefig(paths["roc_png"], dpi=120)
-            plt.close(fig)
-
+            fpr, tpr = roc_curve(is_pos, scores)
+            paths["roc_png"] = _curve_png(
+                plt, out / "roc.png", "ROC", (fpr, tpr), f"AUC {_area(fpr, tpr):.4f}",
+                (1 - th.negative_recall / 100, th.positive_recall / 100), th.threshold,
+                f"false positive rate (1 - recall of {th.negative})", f"true positive rate (recall of {th.positive})",
+                "lower right", diagonal=True)
             precision, recall = precision_recall_curve(is_pos, scores)
-            fig, ax = plt.subplots(figsize=(5, 5))
-            ax.plot(recall, precision, label=f"AP area {_area(recall, precision):.4f}")
-            ax.scatter([th.positive_recall / 100], [th.positive_precision / 100], color="red", zorder=3,
-                       label=f"th {th.threshold:.2f}")
-            ax.set_xlabel(f"recall of {th.positive}")
-            ax.set_ylabel(f"precision of {th.positive}")
-            ax.set_title("precision-recall")
-            ax.legend(loc="lower left")
-            fig.tight_layout()
-            paths["pr_png"] = out / "pr.png"
-            fig.savefig(paths["pr_png"], dpi=120)
-            plt.close(fig)
+            paths["pr_png"] = _curve_png(
+                plt, out / "pr.png", "precision-recall", (recall, precision), f"AP area {_area(recall, precision):.4f}",
+                (th.positive_recall / 100, th.positive_precision / 100), th.threshold, f"recall of {th.positive}",
+                f"precision of {th.positive}", "lower left")
     return paths
+
+
+def _curve_png(plt: Any, path: Path, title: str, xy: tuple[np.ndarray, np.ndarray], label: str,
+               point: tuple[float, float], threshold: float, xlabel: str, ylabel: str, legend: str, *,
+               diagonal: bool = False) -> Path:
+    """One curve (ROC or precision-recall) with the chosen threshold's operating point marked in red."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(*xy, label=label)
+    if diagonal:
+        ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.scatter([point[0]], [point[1]], color="red", zorder=3, label=f"th {threshold:.2f}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc=legend)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

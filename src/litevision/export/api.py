@@ -33,6 +33,7 @@ from litevision.models import (
     load_trained_model,
     resolve_data_config,
 )
+from litevision.utils.optional import require
 
 FORMATS = ("onnx", "onnx-int8", "torchscript")
 SECOND_SIZE_PREFIX = "random@"  # parity inputs at a second, non-square size (dynamic-H/W graphs only)
@@ -103,6 +104,9 @@ def export_model(
         raise UserError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
     if verify_batch < 2:
         raise UserError("--verify-batch must be at least 2 (batch 1 is always checked too)")
+    if fmt != "torchscript":  # before any work: ONNX needs the export extra
+        for module in ("onnx", "onnxruntime") + (("onnxscript",) if exporter == "dynamo" else ()):
+            require(module, "export")
     if model is None and checkpoint is None and model_spec and is_litevision_weights(model_spec):
         model_spec, checkpoint = None, model_spec  # a run folder / weights file given as the model
     own_model = model is None
