@@ -73,7 +73,7 @@ def test_paper_seresnet18_differs_from_timm_only_in_first_stage_se() -> None:
     paper = lv.create_model("seresnet18")
     assert paper.layer1[0].attn.fc1.out_channels == 64 // 16
     assert paper.layer4[0].attn.fc1.out_channels == 512 // 16
-    with pytest.raises(lv.models.CheckpointMismatchError):
+    with pytest.raises(lv.models.CheckpointMismatchError, match="attn_rd_divisor=8"):  # the message says how
         lv.load_checkpoint(paper, _timm("seresnet18").state_dict())
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -39,16 +40,16 @@ from litevision.errors import UserError
 from litevision.export import export_onnx, load_images, load_model_for_deploy, ort_session, quantize_int8, quiet_torch
 from litevision.layers import fuse_model
 from litevision.models import DataConfig, is_litevision_weights, parse_model_spec, resolve_data_config
+from litevision.utils.cpu import load_warning, machine_load, usable_cpus
+
+log = logging.getLogger(__name__)
 
 BACKENDS = ("eager", "channels_last", "compile", "ort", "ort_int8")
 DEFAULT_BACKENDS = ("eager", "channels_last", "ort", "ort_int8")
 
 
 def default_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    return usable_cpus()
 
 
 @dataclass
@@ -177,11 +178,15 @@ def bench_model(
     if fuse:
         model, fused = prepare_for_deploy(model, spec)
     results = []
+    load = machine_load()  # what else the machine is doing: recorded with every result, warned about
+    warning = load_warning(load, threads)
+    if warning:
+        log.warning("bench %s: %s", spec, warning)
     with fixed_threads(threads), tempfile.TemporaryDirectory(prefix="litevision-bench-") as tmp:
         for backend in backends:
             base = BenchResult(model=spec, backend=backend, status="ok", input_size=cfg.input_size,
                                batch_size=batch_size, threads=threads, params=complexity.params, macs=complexity.macs,
-                               fused=fused)
+                               fused=fused, extra={"load": {**load, "warning": warning}})
             try:
                 make = _runner_factory(backend, model, cfg, threads, Path(tmp), calibration, calibration_images,
                                        exporter)

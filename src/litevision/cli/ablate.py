@@ -4,50 +4,49 @@ same recipe and seed; prints the deltas (params, MACs, latency, accuracy). Logic
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-import yaml
-
-from litevision.errors import UserError
-from litevision.workflows import run_ablation
+from litevision.cli._common import add_command, add_data_options, add_output, check_output_dir, parse_key_values
+from litevision.workflows.ablate import ablation_folder, run_ablation
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "ablate", help="train/evaluate a model with and without a plug-in module; print the deltas",
-        description="Ablation: trains MODEL twice with one recipe and seed - as is, and with MODULE stitched in "
-        "at WHERE - then reports params, MACs, CPU latency and test accuracy of both and their difference.")
+    p = add_command(
+        sub, "ablate", "train/evaluate a model with and without a plug-in module; print the deltas",
+        "Ablation: trains MODEL twice with one recipe and seed - as is, and with MODULE stitched in at WHERE - "
+        "then reports params, MACs, CPU latency and test accuracy of both and their difference.")
     p.add_argument("--model", required=True, help="registered model name (litevision list)")
     p.add_argument("--module", required=True, help="plug-in module name (litevision modules)")
     p.add_argument("--where", default="stages",
-                   help="'stages', 'blocks', or comma-separated submodule paths / patterns (default: %(default)s)")
+                   help="'stages', 'blocks', or comma-separated submodule paths / patterns")
     p.add_argument("--data", help="dataset name or image folder (default: the recipe's)")
-    p.add_argument("--recipe", default="quick", help="training recipe (default: %(default)s)")
+    add_data_options(p)
+    p.add_argument("--recipe", default="quick", help="training recipe")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="recipe override for both runs, e.g. sched.epochs=2 (repeatable)")
     p.add_argument("--epochs", type=int, help="shortcut for --set sched.epochs=...")
     p.add_argument("--seed", type=int, help="shortcut for --set run.seed=...")
     p.add_argument("--module-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="module constructor option, value parsed as YAML (repeatable), e.g. rd_ratio=0.25")
-    p.add_argument("--output", default="runs/ablate", help="run folders and ablation.json (default: %(default)s)")
+    add_output(p, "folder for <model>-<module>/ (both run folders and ablation.json)", default="runs/ablate")
     p.add_argument("--no-train", action="store_true", help="only params / MACs / latency (no training)")
-    p.add_argument("--threads", type=int, help="threads for the latency measurement")
+    p.add_argument("--threads", type=int, help="threads for the latency measurement (default: all usable cores)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    module_kwargs = {}
-    for item in args.module_opt:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--module-opt {item!r}: expected KEY=VALUE")
-        module_kwargs[key] = yaml.safe_load(value)
+    module_kwargs = parse_key_values(args.module_opt, "--module-opt")
     where = args.where if args.where in ("stages", "blocks") else [w.strip() for w in args.where.split(",") if w]
     overrides = list(args.overrides)
     overrides += [f"sched.epochs={args.epochs}"] if args.epochs is not None else []
     overrides += [f"run.seed={args.seed}"] if args.seed is not None else []
+    overrides += [f"data.options.{k}={json.dumps(v)}" for k, v in parse_key_values(args.data_opt, "--data-opt").items()]
+    folder = Path(args.output) / ablation_folder(args.model, args.module)
+    check_output_dir(args.output, [folder.name], overwrite=args.overwrite, clear=[folder.name])
     report = run_ablation(args.model, args.module, where=where, data=args.data, recipe=args.recipe,
                           overrides=overrides, module_kwargs=module_kwargs, output=args.output,
                           train=not args.no_train, threads=args.threads)
     print(report.format())
-    print(f"report: {args.output}/{args.model.replace(':', '-')}-{args.module}/ablation.json")
+    print(f"report: {folder / 'ablation.json'}")
     return 0

@@ -3,33 +3,45 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from litevision.bench.benchmark import BACKENDS, DEFAULT_BACKENDS, bench_models, write_results
-from litevision.cli._common import format_table
+from litevision.cli._common import (
+    add_command,
+    add_input_size,
+    add_output,
+    check_output_dir,
+    check_output_file,
+    format_table,
+    parse_input_size,
+)
 from litevision.errors import UserError
 
 MODEL_HELP = "litevision name, timm:<name>, tv:<name>, or a run folder / weights file of `litevision train`"
+log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="latency / throughput / memory of models and timm:/tv: peers per backend")
+    p = add_command(sub, "bench", "latency / throughput / memory of models and timm:/tv: peers per backend")
     p.add_argument("models", nargs="+", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--backends", default=",".join(DEFAULT_BACKENDS),
-                   help=f"comma-separated, or 'all' ({','.join(BACKENDS)}); default %(default)s")
-    p.add_argument("--input-size", type=int, nargs="+", metavar="N", help="H W or C H W (default: model card)")
-    p.add_argument("--in-chans", type=int, help="input channels (default: model card / 3)")
-    p.add_argument("--num-classes", type=int, default=1000)
+                   help=f"comma-separated, or 'all' ({','.join(BACKENDS)})")
+    add_input_size(p)
+    p.add_argument("--in-chans", type=int, help="input channels (default: the model card's, 3 for peers)")
+    p.add_argument("--num-classes", type=int, default=1000, help="classifier outputs of a model built by name")
     p.add_argument("--checkpoint", help="weights to load (one MODEL only)")
     p.add_argument("--batch-size", type=int, default=32, help="batch for throughput (latency is at batch 1)")
     p.add_argument("--threads", type=int, help="intra-op threads for every backend (default: all usable cores)")
     p.add_argument("--warmup", type=int, default=10, help="untimed calls before timing")
     p.add_argument("--iters", type=int, default=50, help="timed calls at batch 1")
     p.add_argument("--batch-iters", type=int, default=10, help="timed calls at the throughput batch")
-    p.add_argument("--calibration", help="images for INT8 calibration: folder or dataset (default: bundled)")
+    p.add_argument("--images", help="images to calibrate INT8 with: a folder or a dataset name (default: the "
+                                    "bundled Fashion-MNIST subset)")
+    p.add_argument("--calibration-images", type=int, default=32, help="how many images calibrate INT8")
     p.add_argument("--no-fuse", action="store_true", help="measure without folding BatchNorm")
     p.add_argument("--exporter", choices=("dynamo", "legacy"), default="dynamo", help="ONNX exporter")
     p.add_argument("--crosscheck", action="store_true", help="also run timm benchmark.py's loop (eager)")
-    p.add_argument("--output", help="results file (.json or .csv) or directory (both)")
+    add_output(p, "results file (.json or .csv: that format) or folder (bench.json and bench.csv)")
     p.set_defaults(func=run)
 
 
@@ -37,11 +49,17 @@ def run(args: argparse.Namespace) -> int:
     backends = BACKENDS if args.backends == "all" else tuple(b.strip() for b in args.backends.split(",") if b.strip())
     if args.checkpoint and len(args.models) > 1:
         raise UserError("--checkpoint needs exactly one MODEL")
+    if args.output:
+        if args.output.endswith((".json", ".csv")):
+            check_output_file(args.output, overwrite=args.overwrite)
+        else:
+            check_output_dir(args.output, ["bench.json", "bench.csv"], overwrite=args.overwrite)
     results = bench_models(
-        args.models, backends=backends, input_size=tuple(args.input_size) if args.input_size else None,
-        in_chans=args.in_chans, num_classes=args.num_classes, checkpoint=args.checkpoint, batch_size=args.batch_size,
-        threads=args.threads, warmup=args.warmup, iters=args.iters, batch_iters=args.batch_iters,
-        calibration=args.calibration, fuse=not args.no_fuse, exporter=args.exporter, crosscheck=args.crosscheck,
+        args.models, backends=backends, input_size=parse_input_size(args.input_size), in_chans=args.in_chans,
+        num_classes=args.num_classes, checkpoint=args.checkpoint, batch_size=args.batch_size, threads=args.threads,
+        warmup=args.warmup, iters=args.iters, batch_iters=args.batch_iters, calibration=args.images,
+        calibration_images=args.calibration_images, fuse=not args.no_fuse, exporter=args.exporter,
+        crosscheck=args.crosscheck,
     )
     rows = []
     for r in results:

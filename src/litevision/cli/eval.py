@@ -8,31 +8,44 @@ import argparse
 import json
 from pathlib import Path
 
-from litevision.cli._common import add_threshold_arguments, threshold_options
+from litevision.cli._common import (
+    SPLITS,
+    add_command,
+    add_data_options,
+    add_input_size,
+    add_output,
+    add_threshold_arguments,
+    check_output_dir,
+    parse_key_values,
+    square_size,
+    threshold_options,
+)
 from litevision.engine import evaluate_checkpoint
-from litevision.engine.config import parse_override
 from litevision.utils.optional import require
+
+REPORT_FILES = ("metrics.json", "per_class.csv", "confusion_matrix.*", "threshold_sweep.csv", "roc.png", "pr.png",
+                "class_map.png")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "eval",
-        help="evaluate a checkpoint: top-1/5, per-class P/R/F1, confusion matrix, threshold report",
-        description="Evaluate a litevision weights file or run folder (model and preprocessing are read from it) "
-        "or foreign weights with --model, on a dataset split. Reports go to --out.",
-    )
+    p = add_command(
+        sub, "eval", "evaluate a checkpoint: its task's report (top-1/5, per-class P/R/F1, confusion matrix, "
+        "threshold report; OA/AA/kappa and the class map for hyperspectral runs)",
+        "Evaluate a litevision weights file or run folder (model, task and preprocessing are read from it) or "
+        "foreign weights with --model, on a dataset split. Reports go to --output.")
     p.add_argument("checkpoint", help="a run folder, a .safetensors written by litevision train, or foreign weights")
     p.add_argument("--data", help="dataset name or image folder (default: the one it was trained on)")
-    p.add_argument("--data-opt", action="append", default=[], metavar="KEY=VALUE", help="dataset option (repeatable)")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    add_data_options(p)
+    p.add_argument("--split", default="test", choices=SPLITS, help="the split to evaluate")
     p.add_argument("--model", help="model name for foreign weights (timm:/tv: peers included)")
-    p.add_argument("--input-size", type=int, help="override the input size")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--skip-bad", action="store_true", help="skip and count unreadable images")
-    p.add_argument("--out", help="report folder (default: <run>/eval-<split> or <weights>-eval-<split>)")
-    p.add_argument("--no-plots", action="store_true")
+    add_input_size(p, "evaluation input side: S (or H W with H = W) pixels")
+    p.add_argument("--batch-size", type=int, default=256, help="images per evaluation batch")
+    p.add_argument("--workers", type=int, default=0, help="data-loading processes")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip and count unreadable images (inherited from a run trained with it)")
+    add_output(p, "report folder (default: <run>/eval-<split> or <weights>-eval-<split>)")
+    p.add_argument("--no-plots", action="store_true", help="write the tables only (no PNG plots)")
     p.add_argument("--json", action="store_true", help="print the metrics JSON instead of the summary")
     add_threshold_arguments(p, with_task=True)
     p.set_defaults(func=run)
@@ -41,14 +54,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.no_plots:
         require("matplotlib", "report")
-    options = dict(parse_override(o) for o in args.data_opt) if args.data_opt else None
     ckpt = Path(args.checkpoint)
-    out = Path(args.out) if args.out else (ckpt / f"eval-{args.split}" if ckpt.is_dir()
-                                           else ckpt.with_name(f"{ckpt.stem}-eval-{args.split}"))
-    report = evaluate_checkpoint(args.checkpoint, data=args.data, data_options=options, split=args.split,
-                                 model_name=args.model, input_size=args.input_size, threshold=threshold_options(args),
-                                 device=args.device, batch_size=args.batch_size, workers=args.workers,
-                                 skip_bad=args.skip_bad, progress=True, out_dir=out, plots=not args.no_plots)
+    out = Path(args.output) if args.output else (ckpt / f"eval-{args.split}" if ckpt.is_dir()
+                                                 else ckpt.with_name(f"{ckpt.stem}-eval-{args.split}"))
+    check_output_dir(out, REPORT_FILES, overwrite=args.overwrite)
+    report = evaluate_checkpoint(
+        args.checkpoint, data=args.data, data_options=parse_key_values(args.data_opt, "--data-opt") or None,
+        split=args.split, model_name=args.model, input_size=square_size(args.input_size),
+        threshold=threshold_options(args), device=args.device, batch_size=args.batch_size, workers=args.workers,
+        skip_bad=args.skip_bad, progress=True, out_dir=out, plots=not args.no_plots)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

@@ -7,12 +7,13 @@ import json
 from collections.abc import Sequence
 
 from litevision.bench.model_table import measure_model
+from litevision.cli._common import add_command
 from litevision.errors import UserError
 from litevision.models import get_model_card, list_models
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="model card and measured params/MACs vs the paper")
+    p = add_command(sub, "info", "model card and measured params/MACs vs the paper")
     p.add_argument("names", nargs="*", metavar="NAME", help="model names or fnmatch patterns")
     p.add_argument("--all", action="store_true", help="every registered model")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -6,15 +6,15 @@ import argparse
 import json
 
 from litevision.bench.module_table import module_rows
-from litevision.cli._common import format_table
+from litevision.cli._common import add_command, format_table
 from litevision.errors import UserError
 from litevision.modules import get_module_card, list_modules
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "modules", help="list plug-in modules: category, params/MACs at 1x64x56x56, CPU latency at 8x64x56x56",
-        description="Plug-in modules (seed 004). Params and MACs: create_module(name, 64) on one 64x56x56 map. "
+    p = add_command(
+        sub, "modules", "list plug-in modules: category, params/MACs at 1x64x56x56, CPU latency at 8x64x56x56",
+        "Plug-in modules (seed 004). Params and MACs: create_module(name, 64) on one 64x56x56 map. "
         "Latency: median ms at 8x64x56x56 from benchmarks/results/modules_cpu.json (python "
         "benchmarks/modules_cpu.py), with the ratio to a dense 3x3 conv timed alongside.")
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern (default: all)")

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import yaml
 
+from litevision.cli._common import add_command, add_data_options, parse_key_values
 from litevision.data import DATASETS
 from litevision.engine import list_recipes, load_config, resume, train
 from litevision.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train a model from a YAML recipe (resumable; works under torchrun)",
-        description="Train a model. RECIPE is a YAML path or a recipe name (litevision train --list-recipes); "
+    p = add_command(
+        sub, "train", "train a model from a YAML recipe (resumable; works under torchrun)",
+        "Train a model. RECIPE is a YAML path or a recipe name (litevision train --list-recipes); "
         "--set section.key=value overrides any field. Run with torchrun --nproc_per_node N for DDP.",
     )
     p.add_argument("recipe", nargs="?", help="recipe name (e.g. quick, lsnet/lsnet_t) or a YAML file")
@@ -25,11 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--model", help="shortcut for --set model.name=...")
     p.add_argument("--data", help="shortcut for --set data.name=... (a dataset name or an image folder)")
+    add_data_options(p)
     p.add_argument("--epochs", type=int, help="shortcut for --set sched.epochs=...")
     p.add_argument("--batch-size", type=int, help="shortcut for --set data.batch_size=...")
-    p.add_argument("--output", help="shortcut for --set run.output=...")
-    p.add_argument("--name", help="shortcut for --set run.name=...")
-    p.add_argument("--device", help="shortcut for --set run.device=...")
+    p.add_argument("--output", help="shortcut for --set run.output=... (the folder that holds run folders)")
+    p.add_argument("--name", help="shortcut for --set run.name=... (the run folder's name)")
+    p.add_argument("--seed", type=int, help="shortcut for --set run.seed=...")
+    p.add_argument("--device", help="shortcut for --set run.device=... (auto, cpu, cuda, cuda:N)")
     p.add_argument("--skip-bad", action="store_true", help="skip and count unreadable images instead of stopping")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--list-recipes", action="store_true", help="list the recipe names and exit")
@@ -40,8 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _shortcuts(args: argparse.Namespace) -> list[str]:
     pairs = [("model.name", args.model), ("data.name", args.data), ("sched.epochs", args.epochs),
              ("data.batch_size", args.batch_size), ("run.output", args.output), ("run.name", args.name),
-             ("run.device", args.device), ("data.skip_bad", True if args.skip_bad else None)]
-    return [f"{k}={v}" for k, v in pairs if v is not None]
+             ("run.device", args.device), ("run.seed", args.seed), ("data.skip_bad", True if args.skip_bad else None)]
+    options = [f"data.options.{k}={json.dumps(v)}" for k, v in parse_key_values(args.data_opt, "--data-opt").items()]
+    return [f"{k}={v}" for k, v in pairs if v is not None] + options
 
 
 def run(args: argparse.Namespace) -> int:

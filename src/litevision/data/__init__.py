@@ -4,7 +4,14 @@ pipeline, loader and transforms) registers its datasets on import."""
 import importlib
 import pkgutil
 
-from litevision.data.pipeline import data_config_for, eval_dataset, load_bundle, split_dataset, train_dataset
+from litevision.data.pipeline import (
+    absolute_data_path,
+    data_config_for,
+    eval_dataset,
+    load_bundle,
+    split_dataset,
+    train_dataset,
+)
 from litevision.data.registry import DATASETS, DataBundle, build_dataset, list_datasets, register_dataset
 from litevision.data.transforms import AugmentConfig
 
@@ -17,6 +24,7 @@ __all__ = [
     "DATASETS",
     "AugmentConfig",
     "DataBundle",
+    "absolute_data_path",
     "build_dataset",
     "data_config_for",
     "eval_dataset",

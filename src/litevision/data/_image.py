@@ -111,6 +111,8 @@ class ImageFolderDataset(Dataset):
                 for f in sorted(files):
                     if f.lower().endswith(exts):
                         self._add(os.path.join(dirpath, f), label)
+        if self.skipped and not skip_bad:  # every unreadable file at once, not one per attempt
+            raise BadImageError(bad_image_message(self.skipped))
         if not self.samples:
             raise UserError(f"{self.root}: no readable images with extensions {', '.join(exts)}")
 
@@ -119,10 +121,7 @@ class ImageFolderDataset(Dataset):
             with Image.open(path) as img:
                 img.size  # noqa: B018  (header parsed by open(); size access keeps linters honest)
         except Exception as e:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ValueError...
-            bad = BadSample(path, f"{type(e).__name__}: {e}")
-            if not self.skip_bad:
-                raise BadImageError(bad_image_message([bad])) from None
-            self.skipped.append(bad)
+            self.skipped.append(BadSample(path, f"{type(e).__name__}: {e}"))
             return
         self.samples.append((path, label))
 
@@ -144,10 +143,10 @@ class ImageFolderDataset(Dataset):
         return [label for _, label in self.samples]
 
 
-def bad_image_message(bad: Sequence[BadSample]) -> str:
-    first = bad[0]
-    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-    return (
-        f"cannot read image {first.path}: {first.error}{more}. Fix or remove the file, or pass --skip-bad "
-        "(data.skip_bad=true) to skip unreadable images and count them."
-    )
+def bad_image_message(bad: Sequence[BadSample], shown: int = 5) -> str:
+    """One message naming the unreadable files (the first ``shown``, then a count) and what to do."""
+    names = "; ".join(f"{b.path} ({b.error})" for b in bad[:shown])
+    more = f"; and {len(bad) - shown} more" if len(bad) > shown else ""
+    what = "image" if len(bad) == 1 else f"{len(bad)} images"
+    return (f"cannot read {what}: {names}{more}. Fix or remove the files, or pass --skip-bad (data.skip_bad=true) "
+            "to skip unreadable images; each skipped file is named in the log and in results.json.")

@@ -15,10 +15,12 @@ import importlib.resources
 import os
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from litevision.data import AugmentConfig
@@ -340,7 +342,126 @@ def load_config(
             raise ConfigError(f"{path}: invalid YAML: {e}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a recipe is a mapping of sections (model:, data:, optim:, ...)")
-    return apply_overrides(config_from_dict(data, origin=origin), overrides)
+    cfg = apply_overrides(config_from_dict(data, origin=origin), overrides)
+    validate_config(cfg)
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------------------
+# values: checked when the config is loaded, so --print-config and a run refuse the same things
+
+
+def _check(ok: bool, key: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r}: {expected}")
+
+
+def _number(key: str, value: Any, *, low: float | None = None, high: float | None = None, low_open: bool = False,
+            high_open: bool = False, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        parts.append(f"{'<' if high_open else '<='} {high:g}")
+    ok = value is not None and value == value  # NaN fails every comparison
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    _check(ok, key, value, "must be " + " and ".join(parts) + (" (or null)" if optional else ""))
+
+
+def _choice(key: str, value: Any, choices: Sequence[str], *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if value not in choices:
+        close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{key}={value!r}: choose one of {', '.join(choices)}.{hint}")
+
+
+SCHEDULERS = ("cosine", "tanh", "step", "multistep", "plateau", "poly", "wsd", "rsqrt", "constant", "none",
+              "inverse_time")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos")
+
+
+def validate_config(cfg: TrainConfig) -> None:
+    """Check every value's range and choices (and that the device exists); raise :class:`ConfigError` naming the
+    key. Names (model, dataset, optimizer, task) are checked against their registries when they are built."""
+    d, a, o, s, r = cfg.data, cfg.aug, cfg.optim, cfg.sched, cfg.run
+    _number("data.batch_size", d.batch_size, low=1)
+    _number("data.eval_batch_size", d.eval_batch_size, low=1, optional=True)
+    _number("data.workers", d.workers, low=0)
+    _number("data.input_size", d.input_size, low=1, optional=True)
+    _number("data.in_chans", d.in_chans, low=1, optional=True)
+    _number("data.crop_pct", d.crop_pct, low=0, high=1, low_open=True, optional=True)
+    _choice("data.interpolation", d.interpolation, INTERPOLATIONS, optional=True)
+    _choice("data.norm", d.norm, ("auto", "model", "dataset"))
+    _choice("data.val_split", d.val_split, ("val", "test", "none"))
+    for name in ("mean", "std"):
+        values = getattr(d, name)
+        _check(values is None or (len(values) > 0 and (name == "mean" or all(v > 0 for v in values))),
+               f"data.{name}", values, "one value per input channel" + (", all > 0" if name == "std" else ""))
+    _choice("aug.crop", a.crop, ("rrc", "pad", "none"))
+    _check(0 < a.scale[0] <= a.scale[1] <= 1, "aug.scale", list(a.scale),
+           "must be [low, high] with 0 < low <= high <= 1")
+    _check(0 < a.ratio[0] <= a.ratio[1], "aug.ratio", list(a.ratio), "must be [low, high] with 0 < low <= high")
+    _number("aug.pad", a.pad, low=0)
+    for key in ("hflip", "vflip", "re_prob", "mixup_prob", "mixup_switch_prob"):
+        _number(f"aug.{key}", getattr(a, key), low=0, high=1)
+    _number("aug.re_count", a.re_count, low=1)
+    _choice("aug.re_mode", a.re_mode, ("const", "rand", "pixel"))
+    _number("aug.mixup", a.mixup, low=0)
+    _number("aug.cutmix", a.cutmix, low=0)
+    _choice("aug.mixup_mode", a.mixup_mode, ("batch", "pair", "elem"))
+    _number("aug.smoothing", a.smoothing, low=0, high=1, high_open=True)
+    _number("optim.lr", o.lr, low=0, low_open=True, optional=True)
+    _number("optim.lr_base", o.lr_base, low=0, low_open=True)
+    _number("optim.lr_base_size", o.lr_base_size, low=1)
+    _choice("optim.lr_base_scale", o.lr_base_scale, ("linear", "sqrt"))
+    _number("optim.weight_decay", o.weight_decay, low=0)
+    _number("optim.eps", o.eps, low=0, low_open=True, optional=True)
+    _number("optim.momentum", o.momentum, low=0, high=1, high_open=True)
+    _number("optim.clip_grad", o.clip_grad, low=0, low_open=True, optional=True)
+    _choice("optim.clip_mode", o.clip_mode, ("norm", "value", "agc"))
+    _number("optim.accum_steps", o.accum_steps, low=1)
+    _choice("sched.name", s.name, SCHEDULERS)
+    _number("sched.epochs", s.epochs, low=1)
+    for key in ("warmup_epochs", "warmup_lr", "min_lr", "cooldown_epochs", "decay_rate"):
+        _number(f"sched.{key}", getattr(s, key), low=0)
+    _number("sched.decay_epochs", s.decay_epochs, low=0, low_open=True, optional=True)
+    _number("ema.decay", cfg.ema.decay, low=0, high=1, low_open=True, high_open=True)
+    _choice("distill.type", cfg.distill.type, ("none", "hard", "soft"))
+    _number("distill.alpha", cfg.distill.alpha, low=0, high=1)
+    _number("distill.tau", cfg.distill.tau, low=0, low_open=True)
+    _number("model.aux_loss_weight", cfg.model.aux_loss_weight, low=0)
+    _number("model.checkpoint_num_classes", cfg.model.checkpoint_num_classes, low=1, optional=True)
+    _choice("run.amp", r.amp, ("auto", "none", "bf16", "fp16"))
+    for key in ("seed", "checkpoint_every", "max_steps", "bn_recalibration", "threads"):
+        _number(f"run.{key}", getattr(r, key), low=0)
+    _number("run.keep_checkpoints", r.keep_checkpoints, low=1)
+    _number("run.log_every", r.log_every, low=1)
+    check_device("run.device", r.device)
+    if r.amp == "fp16" and not r.device.startswith("cuda") and not (r.device == "auto" and torch.cuda.is_available()):
+        raise ConfigError(f"run.amp=fp16 needs CUDA (run.device={r.device}); on CPU use run.amp=bf16 or none")
+
+
+def check_device(key: str, name: str) -> None:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (an existing GPU), ``mps`` where available."""
+    kind, _, index = name.partition(":")
+    if name == "auto" or name == "cpu":
+        return
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{key}={name!r}: CUDA is not available on this machine; use cpu (or auto)")
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise ConfigError(f"{key}={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return
+    if name == "mps" and torch.backends.mps.is_available():
+        return
+    raise ConfigError(f"{key}={name!r}: use auto, cpu, cuda or cuda:N")
 
 
 def save_config(cfg: TrainConfig, path: str | os.PathLike[str]) -> None:

@@ -74,12 +74,13 @@ def evaluate_checkpoint(
     ckpt = Path(checkpoint)
     if model_name is None:
         model, meta = load_trained_model(ckpt)
-        trained_on = _run_data_section(ckpt).get("name") or meta.get("dataset")
+        run_data = _run_data_section(ckpt)
+        skip_bad = skip_bad or bool(run_data.get("skip_bad"))  # a run trained with --skip-bad is evaluated so
+        trained_on = run_data.get("name") or meta.get("dataset")
         data = data or trained_on
         if data is None:
             raise UserError(f"{ckpt}: which data? pass --data")
         if data_options is None and data == trained_on:
-            run_data = _run_data_section(ckpt)
             data_options = dict(run_data.get("options") or meta.get("dataset_options") or {})
             root = run_data.get("root") or meta.get("dataset_root")
             if root:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from litevision.utils.io import atomic_write_text
+from litevision.utils.optional import available
 
 LEADING_FIELDS = ("epoch", "step", "lr", "train_loss")
 TRAILING_FIELDS = ("epoch_time_s", "images_per_s", "bad_images")
@@ -33,14 +34,17 @@ class RunLogger:
         self.fields = epoch_fields(metrics)
         self.jsonl = run_dir / "log.jsonl"
         self.csv = run_dir / "log.csv"
-        self.tb = None
-        if enabled and tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
+        self._tb_dir = run_dir / "tensorboard" if enabled and tensorboard and available("tensorboard") else None
+        self._tb: Any = None
 
-                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
-            except (ImportError, ModuleNotFoundError):  # tensorboard is optional
-                self.tb = None
+    @property
+    def tb(self) -> Any:
+        """The TensorBoard writer, created at the first record (nothing is written before the run starts)."""
+        if self._tb is None and self._tb_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter  # tensorboard is optional
+
+            self._tb = SummaryWriter(str(self._tb_dir))
+        return self._tb
 
     def truncate(self, step: int) -> None:
         """Drop lines logged after ``step`` (called on resume)."""
@@ -90,8 +94,8 @@ class RunLogger:
             f.write(json.dumps(clean) + "\n")
 
     def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+        if self._tb is not None:
+            self._tb.close()
 
 
 def _step_of(line: str) -> int | None:

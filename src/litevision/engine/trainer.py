@@ -37,18 +37,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from litevision.data import load_bundle
+from litevision.data import absolute_data_path, load_bundle
 from litevision.data.loader import ResumableSampler, ShardSampler, iterate, make_loader, seed_all
 from litevision.engine import distributed as D
 from litevision.engine.batchnorm import recalibrate_batchnorm
 from litevision.engine.checkpoint import CheckpointStore, capture_rng_state, load_state, restore_rng_state
-from litevision.engine.config import TrainConfig, load_config, save_config
+from litevision.engine.config import TrainConfig, load_config, save_config, validate_config
 from litevision.engine.inference import run_inference
 from litevision.engine.logger import RunLogger
 from litevision.engine.schedulers import create_scheduler
 from litevision.engine.tasks import Report, Task, task_class
 from litevision.errors import UserError
 from litevision.models import create_any_model, load_trained_model, load_weights, save_weights, weights_metadata
+from litevision.utils.cpu import usable_cpus
 from litevision.utils.io import atomic_write_text
 from litevision.utils.optional import available
 
@@ -170,6 +171,8 @@ class Trainer:
         """The dataset, the task that goes with it, the training set, sampler and loader."""
         cfg, d = self.cfg, self.cfg.data
         self.bundle = load_bundle(d.name, d.options, root=d.root, skip_bad=d.skip_bad)
+        # folders are saved as absolute paths: evaluating the run from another directory finds the same data
+        d.name, d.root = absolute_data_path(d.name), d.root and str(Path(d.root).resolve())
         task_cls = task_class(cfg.task.name, self.bundle)
         data_config = task_cls.resolve_data_config(
             self.bundle, cfg.model.name, input_size=d.input_size, in_chans=d.in_chans, crop_pct=d.crop_pct,
@@ -180,6 +183,9 @@ class Trainer:
         self.num_classes = self.bundle.num_classes
         self.train_set = self.task.train_dataset(cfg.aug, seed=cfg.run.seed)
         self.val_split = self._val_split()
+        self.workers = min(d.workers, usable_cpus())
+        if self.workers < d.workers and self.main:
+            log.info("data.workers=%d capped at %d: the CPUs this process may use", d.workers, self.workers)
         self.sampler = ResumableSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
                                         shuffle=True, seed=cfg.run.seed)
         self.loader = self._loader(self.train_set, d.batch_size, sampler=self.sampler, drop_last=True,
@@ -193,7 +199,7 @@ class Trainer:
         self.global_batch = d.batch_size * self.accum * self.dist.world_size
 
     def _loader(self, dataset: Any, batch_size: int, **kwargs: Any) -> torch.utils.data.DataLoader:
-        return make_loader(dataset, batch_size=batch_size, workers=self.cfg.data.workers,
+        return make_loader(dataset, batch_size=batch_size, workers=self.workers,
                            pin_memory=self.device.type == "cuda", collate_samples=self.task.collate, **kwargs)
 
     def _build_model(self) -> None:
@@ -252,6 +258,10 @@ class Trainer:
                                                  **extra)
         except (ValueError, AssertionError) as e:
             raise UserError(f"optim.opt={o.opt!r}: {e}") from None
+        if o.lr is None and self.lr < 1e-4 and self.main:
+            log.warning("the learning rate is scaled to %.3g (optim.lr_base %.3g x global batch %d / "
+                        "optim.lr_base_size %d): likely too small to learn; set optim.lr (e.g. --set optim.lr=1e-3) "
+                        "or optim.lr_base_size", self.lr, o.lr_base, self.global_batch, o.lr_base_size)
 
     def _lr_scale(self, how: str, base_size: int) -> float:
         ratio = self.global_batch / base_size
@@ -331,7 +341,11 @@ class Trainer:
         self.epoch, self.micro, self.step = 0, 0, 0
         self.best_score, self.best_epoch = -math.inf, -1
         self.elapsed_prev = 0.0
-        self.bad_images: list[str] = [b.path for b in self.bundle.extra.get("skipped", [])]
+        skipped = self.bundle.extra.get("skipped", [])
+        self.bad_images: list[str] = [b.path for b in skipped]
+        if self.main:
+            for b in skipped:
+                log.warning("skipped unreadable image %s: %s", b.path, b.error)
         self.history: list[dict[str, Any]] = []
         self.store = CheckpointStore(self.run_dir, keep=self.cfg.run.keep_checkpoints)
         self.logger = RunLogger(self.run_dir, metrics=self.task.logged_metrics, enabled=self.main,
@@ -438,11 +452,14 @@ class Trainer:
         cfg = self.cfg
         max_steps = cfg.run.max_steps
         if self.main:
-            log.info("%s: %s on %s (%d train samples, %d classes, input %s, normalization from %s); %d epochs x %d "
-                     "updates, global batch %d, lr %.3g, device %s, %d process(es) -> %s", self.task.name,
-                     cfg.model.name, cfg.data.name, len(self.train_set), self.num_classes, self.data_config.input_size,
-                     self.data_config.norm_source, self.total_epochs, self.updates_per_epoch, self.global_batch,
-                     self.lr, self.device, self.dist.world_size, self.run_dir)
+            length = f"{self.total_epochs} epochs x {self.updates_per_epoch} updates"
+            if max_steps and max_steps < self.total_epochs * self.updates_per_epoch:
+                length = f"{max_steps} updates (run.max_steps; an epoch has {self.updates_per_epoch})"
+            log.info("%s: %s on %s (%d train samples, %d classes, input %s, normalization from %s); %s, global "
+                     "batch %d, lr %.3g, device %s, %d process(es) -> %s", self.task.name, cfg.model.name,
+                     cfg.data.name, len(self.train_set), self.num_classes, self.data_config.input_size,
+                     self.data_config.norm_source, length, self.global_batch, self.lr, self.device,
+                     self.dist.world_size, self.run_dir)
         while self.epoch < self.total_epochs and not (max_steps and self.step >= max_steps):
             stopped = self._train_epoch(max_steps)
             last = stopped or self.epoch + 1 >= self.total_epochs or bool(max_steps and self.step >= max_steps)
@@ -565,7 +582,11 @@ class Trainer:
             return None
         from tqdm import tqdm
 
-        return tqdm(total=self.updates_per_epoch, initial=self.micro // self.accum, dynamic_ncols=True,
+        total = self.updates_per_epoch
+        if self.cfg.run.max_steps:  # the updates this epoch will really run
+            done = self.micro // self.accum
+            total = min(total, done + max(self.cfg.run.max_steps - self.step, 0))
+        return tqdm(total=total, initial=self.micro // self.accum, dynamic_ncols=True,
                     desc=f"epoch {self.epoch + 1}/{self.total_epochs}", leave=False)
 
     def _log_step(self, loss: float, rate: float, *, echo: bool) -> None:
@@ -615,7 +636,9 @@ class Trainer:
         if self.main:
             self.history.append(record)
             self.logger.epoch(record)
-            msg = f"epoch {record['epoch']:g}/{self.total_epochs}: train loss {record['train_loss']:.4f}"
+            where = (f"epoch {self.epoch}/{self.total_epochs}" if full else
+                     f"epoch {self.epoch + 1}/{self.total_epochs}, stopped at update {self.step} (run.max_steps)")
+            msg = f"{where}: train loss {record['train_loss']:.4f}"
             if score is not None:
                 msg += f", {self.val_split} {self.task.primary_metric} {score:.4g}"
             log.info("%s (%s, %.0f img/s)", msg, _hms(record["epoch_time_s"]), record["images_per_s"])
@@ -628,6 +651,14 @@ class Trainer:
         self._last_report = report
         self._validated_at = self.step if self.val_loader is not None else -1
         self._save_checkpoint()
+
+    def _warn_if_chance(self, primary: float | None) -> None:
+        chance = self.task.chance_level()
+        if primary is not None and primary <= 1.5 * chance:
+            log.warning("test %s %.4g is at chance level (%.4g for %d classes): the model learned (almost) "
+                        "nothing. Train longer (sched.epochs, run.max_steps=%s), check the learning rate "
+                        "(%.3g) and the data.", self.task.primary_metric, primary, chance, self.num_classes,
+                        self.cfg.run.max_steps or "0", self.lr)
 
     def _recalibrate_batchnorm(self, batches: int) -> None:
         """BatchNorm statistics of the final weights from the first ``batches`` training batches (eval
@@ -664,6 +695,7 @@ class Trainer:
             }
             atomic_write_text(self.run_dir / "results.json", json.dumps(metrics, indent=2))
             primary = report.metrics()[self.task.primary_metric]
+            self._warn_if_chance(primary)
             log.info("training done in %s; test %s %.4g (last weights); results in %s", _hms(self.elapsed()),
                      self.task.primary_metric, primary, self.run_dir)
         metrics = D.broadcast_object(self.dist, metrics)
@@ -683,13 +715,24 @@ def _new_run_dir(cfg: TrainConfig) -> Path:
     return Path(cfg.run.output) / name
 
 
+# what --resume may change: settings that do not alter the run's past or its arithmetic
+RESUMABLE_CHANGES = frozenset({
+    "sched.epochs", "run.max_steps", "run.progress", "run.tensorboard", "run.log_every", "run.checkpoint_every",
+    "run.keep_checkpoints", "run.threads", "run.device", "run.bn_recalibration", "data.workers",
+    "data.eval_batch_size", "data.skip_bad",
+})
+
+
 def train(config: TrainConfig, *, run_dir: str | os.PathLike[str] | None = None, resume: bool = False) -> RunResult:
     """Train with ``config``; the outputs go to ``run_dir`` (default ``run.output/run.name``).
 
     ``resume=True`` continues the run in ``run_dir`` from its last checkpoint (see :func:`resume`).
-    Under torchrun every process calls this; rank 0 writes the files.
+    Under torchrun every process calls this; rank 0 writes the files. Everything is built and checked before
+    anything is written: a run that cannot start leaves no folder behind (and a refused resume leaves the
+    run as it was).
     """
     cfg = copy.deepcopy(config)
+    validate_config(cfg)
     owns_group = not torch.distributed.is_initialized()  # a caller's process group is left to the caller
     dist = D.setup(cfg.run.device)
     owns_group = owns_group and dist.enabled
@@ -698,15 +741,18 @@ def train(config: TrainConfig, *, run_dir: str | os.PathLike[str] | None = None,
         with _deterministic(cfg.run.deterministic):
             target = Path(run_dir) if run_dir is not None else _new_run_dir(cfg)
             target = Path(D.broadcast_object(dist, str(target)))
+            if not resume and (target / "last.json").exists():
+                raise UserError(f"{target} already holds a run; continue it with --resume {target} or choose "
+                                "another run.name")
+            if target.exists() and not target.is_dir():
+                raise UserError(f"{target} exists and is not a folder; choose another run.output / run.name")
+            cfg.run.name = target.name
+            trainer = Trainer(cfg, dist, target, resuming=resume)  # builds and checks everything first
             if dist.is_main:
-                if not resume and (target / "last.json").exists():
-                    raise UserError(f"{target} already holds a run; continue it with --resume {target} or choose "
-                                    "another run.name")
                 target.mkdir(parents=True, exist_ok=True)
-                cfg.run.name = target.name
                 save_config(cfg, target / "config.yaml")
             D.barrier(dist)
-            return Trainer(cfg, dist, target, resuming=resume).run()
+            return trainer.run()
     finally:
         torch.set_num_threads(threads)
         if owns_group:
@@ -716,11 +762,28 @@ def train(config: TrainConfig, *, run_dir: str | os.PathLike[str] | None = None,
 def resume(run_dir: str | os.PathLike[str], overrides: list[str] | tuple[str, ...] = ()) -> RunResult:
     """Continue the run in ``run_dir`` from its last checkpoint with its saved ``config.yaml``.
 
-    ``overrides`` may change what does not alter the past (e.g. ``sched.epochs`` to train longer,
-    ``data.workers``); the batch size and process count must stay the same for an exact continuation.
+    ``overrides`` may change what does not alter the past (:data:`RESUMABLE_CHANGES`: ``sched.epochs`` to train
+    longer, ``data.workers``, logging...); anything else — the model, the data, the batch size, the optimizer —
+    is refused before anything is written, since the run would no longer continue exactly.
     """
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir}: no config.yaml (is it a litevision run folder?)")
+    saved = load_config(run_dir / "config.yaml")
     cfg = load_config(run_dir / "config.yaml", overrides)
+    changed = [k for k in _changed_keys(saved.to_dict(), cfg.to_dict()) if k not in RESUMABLE_CHANGES]
+    if changed:
+        raise UserError(f"--resume cannot change {', '.join(changed)}: the run would not continue exactly. "
+                        f"Start a new run for that (changeable on resume: {', '.join(sorted(RESUMABLE_CHANGES))})")
     return train(cfg, run_dir=run_dir, resume=True)
+
+
+def _changed_keys(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for k in sorted(set(before) | set(after)):
+        a, b = before.get(k), after.get(k)
+        if isinstance(a, dict) and isinstance(b, dict) and not prefix:  # sections
+            keys += _changed_keys(a, b, f"{k}.")
+        elif a != b:
+            keys.append(f"{prefix}{k}")
+    return keys

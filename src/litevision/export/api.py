@@ -119,7 +119,7 @@ def export_model(
     deploy = fuse_model(model if own_model else copy.deepcopy(model))  # never change the caller's model
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = str(model_spec).replace(":", "_").replace("/", "_")
+    stem = export_stem(str(model_spec))
     result = ExportResult(model_spec, fmt, out_dir, cfg.input_size, _num_classes(reference, cfg))
     inputs, real = _parity_inputs(cfg, images, num_images, result.notes, need_images=fmt == "onnx-int8")
 
@@ -170,9 +170,30 @@ def export_model(
     report.write_text(json.dumps(result.to_dict(), indent=2, default=str))
     result.files.append(report)
     if not result.passed:
-        failed = format_checks(result.checks)
-        raise ExportError(f"export of {model_spec} as {fmt} does not match eager PyTorch:\n{failed}")
+        advice = ""
+        if fmt == "onnx-int8":  # the failed INT8 file is not deployable: do not leave it next to the fp32 one
+            result.path.unlink(missing_ok=True)
+            result.files.remove(result.path)
+            advice = (" Try --calibration-method minmax or entropy, --int8-policy dense (depthwise convolutions "
+                      "and activations stay float), more --calibration-images, or --quantize-se; a briefly "
+                      "trained model is often too fragile for INT8: train it longer. The fp32 ONNX file passed.")
+        failed = "; ".join(f"{c.inputs} batch {c.batch_size}: {c.message}" for c in result.checks if not c.passed)
+        raise ExportError(f"export of {model_spec} as {fmt} does not match eager PyTorch ({failed}).{advice}",
+                          result=result)
     return result
+
+
+def export_stem(model_spec: str) -> str:
+    """The file-name stem of ``model_spec``'s exports (``timm:a/b`` -> ``timm_a_b``)."""
+    return model_spec.replace(":", "_").replace("/", "_")
+
+
+def export_files(model_spec: str, fmt: str) -> list[str]:
+    """The names :func:`export_model` writes into its output folder for ``model_spec`` as ``fmt``."""
+    stem = export_stem(model_spec)
+    files = {"onnx": [f"{stem}.onnx"], "onnx-int8": [f"{stem}.onnx", f"{stem}_int8.onnx"],
+             "torchscript": [f"{stem}.torchscript.pt"]}[fmt]
+    return [*files, f"{stem}.{fmt}.export.json"]
 
 
 def _only_other_sizes_fail(checks: list[ParityCheck]) -> bool:

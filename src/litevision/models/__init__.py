@@ -30,7 +30,7 @@ from litevision.models._saved import (
     save_weights,
     weights_metadata,
 )
-from litevision.models._weights import CheckpointMismatchError, load_checkpoint, read_state_dict
+from litevision.models._weights import CheckpointMismatchError, CheckpointReadError, load_checkpoint, read_state_dict
 
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     if not _info.name.startswith("_"):
@@ -42,6 +42,7 @@ __all__ = [
     "MODELS",
     "WEIGHTS_FORMAT",
     "CheckpointMismatchError",
+    "CheckpointReadError",
     "DataConfig",
     "FeatureExtractor",
     "LiteModel",

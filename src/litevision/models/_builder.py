@@ -125,6 +125,9 @@ def create_model(
     ``model.kwargs`` of training configs and weights metadata.
     """
     entry = MODELS.get(name)
+    for arg, value, low in (("num_classes", num_classes, 0), ("in_chans", in_chans, 1)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+            raise TypeError(f"create_model({name!r}): {arg} must be an int >= {low}, got {value!r}")
     kwargs = {k: v for k, v in overrides.items() if v is not None}
     stitch_specs = kwargs.pop("stitch", None)  # plug-in modules to insert (litevision.modules.stitch)
     in_chans = entry.meta.input_size[0] if in_chans is None else in_chans

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from litevision.errors import UserError
 from litevision.models._card import DataConfig
 from litevision.models._peers import create_any_model
-from litevision.models._weights import load_checkpoint
+from litevision.models._weights import load_checkpoint, safetensors_errors
 from litevision.utils.io import atomic_write
 
 WEIGHTS_FORMAT = "litevision-weights-1"
@@ -47,7 +47,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON-decoded metadata of a safetensors file (no tensors are read)."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
+    with safetensors_errors(path), safe_open(str(path), framework="pt") as f:
         raw = f.metadata() or {}
     meta = {}
     for k, v in raw.items():
@@ -65,7 +65,9 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[
     path = Path(path)
     if not path.is_file():
         raise UserError(f"weights file not found: {path}")
-    return load_file(str(path), device="cpu"), read_metadata(path)
+    meta = read_metadata(path)
+    with safetensors_errors(path):
+        return load_file(str(path), device="cpu"), meta
 
 
 def weights_metadata(model_name: str, model_kwargs: Mapping[str, Any], num_classes: int,

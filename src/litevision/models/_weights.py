@@ -14,8 +14,9 @@ Anything else raises :class:`CheckpointMismatchError` naming missing, unexpected
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,17 +46,42 @@ def read_state_dict(path: str | os.PathLike[str], *, use_ema: bool = False) -> d
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
+        with safetensors_errors(path):
+            return load_file(str(path), device="cpu")
     try:
         # DeiT-style training checkpoints (the official LSNet/RepViT/EfficientViT scripts) also pickle the
         # run's argparse.Namespace next to the weights: a plain data container, safe to allow
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle.UnpicklingError for code objects, RuntimeError for corrupt zips
-        raise CheckpointMismatchError(
-            f"cannot read {path} as a weights-only checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})"
-        ) from None
+        raise CheckpointReadError(f"cannot read {path} as a weights-only checkpoint: {_first_line(e)}") from None
     return unwrap_state_dict(obj, str(path), use_ema=use_ema)
+
+
+class CheckpointReadError(UserError, ValueError):
+    """A checkpoint file is truncated, corrupt, or holds code instead of data."""
+
+
+def _first_line(e: BaseException) -> str:
+    """The error's first line, without PyTorch's advice to load with ``weights_only=False`` (which would run
+    whatever code the file carries: never do that with a file you did not make)."""
+    text = str(e).strip()
+    if "weights_only" in text or "Weights only load failed" in text:
+        return ("it holds pickled Python objects other than tensors and plain data, which are not loaded "
+                "(loading them could run code)")
+    return (text.splitlines() or [type(e).__name__])[0][:200]
+
+
+@contextlib.contextmanager
+def safetensors_errors(path: str | os.PathLike[str]) -> Iterator[None]:
+    """A truncated or corrupt ``.safetensors`` file becomes one message naming the file."""
+    try:
+        yield
+    except Exception as e:
+        if type(e).__name__ != "SafetensorError" and not isinstance(e, OSError):
+            raise
+        raise CheckpointReadError(f"{path} is not a complete safetensors file ({_first_line(e)}); "
+                                  "it may be truncated: copy or save it again") from None
 
 
 def unwrap_state_dict(obj: Any, origin: str = "state dict", *, use_ema: bool = False) -> dict[str, Tensor]:
@@ -130,7 +156,8 @@ def convert_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor]) -> di
     if mapped is not None:
         return mapped
     name = getattr(model, "model_name", type(model).__name__)
-    raise CheckpointMismatchError(f"checkpoint does not fit {name}: {_describe_mismatch(own, sd)}")
+    hint = model.checkpoint_hint(sd) if callable(getattr(model, "checkpoint_hint", None)) else None
+    raise CheckpointMismatchError(f"checkpoint does not fit {name}: {hint or _describe_mismatch(own, sd)}")
 
 
 def load_checkpoint(model: nn.Module, checkpoint: str | os.PathLike[str] | Mapping[str, Tensor], *,

@@ -184,6 +184,17 @@ class ResNet(LiteModel):
             self.bn1 = nn.Identity()
         return self
 
+    def checkpoint_hint(self, state_dict: dict[str, Tensor]) -> str | None:
+        """Name timm's SE variant (reduced widths rounded up to a multiple of 8) instead of listing keys."""
+        ours, theirs = _se_widths(self.state_dict()), _se_widths(state_dict)
+        rounded = [make_divisible(w, 8, round_limit=0.0) for w in ours]
+        if ours and len(ours) == len(theirs) and ours != theirs and theirs == rounded:
+            name = getattr(self, "model_name", "the model")
+            return (f"this is timm's SE variant, whose squeeze widths are rounded up to a multiple of 8 "
+                    f"({theirs[0]} where the paper's r = 16 gives {ours[0]}): build it with "
+                    f"create_model({name!r}, attn_rd_divisor=8) (or --set model.kwargs.attn_rd_divisor=8)")
+        return None
+
     def remap_state_dict(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor] | None:
         """timm names the attention ``se`` whatever it is, and nests CBAM's spatial conv+BN one level
         deeper; rename those keys (positional matching would also work, this keeps errors readable)."""
@@ -193,6 +204,10 @@ class ResNet(LiteModel):
             k = k.replace(".spatial.conv.bn.", ".spatial.bn.")
             out[k] = v
         return out
+
+
+def _se_widths(state_dict: dict[str, Tensor]) -> list[int]:
+    return [int(v.shape[0]) for k, v in state_dict.items() if k.endswith((".se.fc1.weight", ".attn.fc1.weight"))]
 
 
 def _attn_factory(name: str | None, kwargs: dict[str, Any], rd_divisor: int) -> AttnFactory:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import time
 from pathlib import Path
 
 
@@ -57,3 +58,57 @@ def cpu_lacks_vnni(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> bool:
     if "sse2" not in flags:  # not an x86 CPU (ARM lists "Features"), or nothing to read
         return False
     return not {"avx512_vnni", "avx_vnni", "amx_int8"} & flags
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; all CPUs where that is unknown)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _busy_ticks() -> int | None:
+    """Busy CPU time of the whole machine in clock ticks (``/proc/stat``: all but idle and iowait)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    return sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)
+
+
+def _own_ticks() -> int:
+    t = os.times()
+    return round((t.user + t.system + t.children_user + t.children_system) * os.sysconf("SC_CLK_TCK"))
+
+
+def machine_load(interval: float = 0.5) -> dict[str, float | int | None]:
+    """What else the machine is doing: ``foreign_cpus`` (CPUs kept busy by other processes over ``interval``
+    seconds, from ``/proc/stat`` minus this process), the 1-minute load average and the usable CPUs.
+    Timings taken while ``foreign_cpus`` is well above 0 measure the machine's neighbours as much as the model."""
+    start_busy, start_own, start = _busy_ticks(), _own_ticks(), time.perf_counter()
+    time.sleep(interval)
+    end_busy, end_own, elapsed = _busy_ticks(), _own_ticks(), time.perf_counter() - start
+    foreign = None
+    if start_busy is not None and end_busy is not None:
+        ticks = (end_busy - start_busy) - (end_own - start_own)
+        foreign = max(0.0, ticks / os.sysconf("SC_CLK_TCK") / elapsed)
+    try:
+        loadavg: float | None = os.getloadavg()[0]
+    except OSError:
+        loadavg = None
+    return {"foreign_cpus": None if foreign is None else round(foreign, 2), "loadavg_1m": loadavg,
+            "usable_cpus": usable_cpus()}
+
+
+def load_warning(load: dict[str, float | int | None], threads: int) -> str | None:
+    """A sentence saying why timings taken under ``load`` with ``threads`` threads are unreliable, or None."""
+    cpus = int(load["usable_cpus"] or 1)
+    foreign = load["foreign_cpus"]
+    if threads > cpus:
+        return f"{threads} threads on {cpus} usable CPU(s): oversubscribed, timings are unreliable"
+    if foreign is not None and foreign > 0.3 and foreign + threads > cpus:
+        return (f"other processes keep {foreign:.1f} CPU(s) busy (load average {load['loadavg_1m']:.1f}) and "
+                f"{threads} thread(s) need {threads} of {cpus}: timings are unreliable; measure on a quiet machine "
+                "or with fewer --threads")
+    return None

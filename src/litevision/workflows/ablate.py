@@ -160,6 +160,11 @@ def compare_latency(models: Sequence[nn.Module], input_shape: tuple[int, ...], *
     return [float(torch.tensor(m).median()) for m in medians]
 
 
+def ablation_folder(model: str, module: str) -> str:
+    """The folder (under the ablation's output) that holds both runs and ``ablation.json``."""
+    return f"{model.replace(':', '-')}-{module}"
+
+
 def run_ablation(
     model: str,
     module: str,
@@ -189,7 +194,7 @@ def run_ablation(
         raise UserError("the recipe already stitches modules (model.kwargs.stitch); ablate adds its own")
     base_kwargs = dict(cfg.model.kwargs)
     variant_kwargs = {**base_kwargs, **stitch_kwargs(module, where, module_kwargs)}
-    out = Path(output) / f"{model.replace(':', '-')}-{module}"
+    out = Path(output) / ablation_folder(model, module)
     if train and any((out / label / "last.json").exists() for label in ("baseline", f"with_{module}")):
         raise UserError(f"{out} already holds this ablation's runs: remove it or choose another --output")
 

@@ -158,6 +158,13 @@ def _check_specs(models: Sequence[str], checkpoints: dict[str, str], skipped: li
     unknown = set(checkpoints) - set(specs)
     if unknown:
         raise UserError(f"checkpoints given for models not compared: {', '.join(sorted(unknown))}")
+    for spec, path in checkpoints.items():
+        if not Path(path).exists():
+            raise UserError(f"--checkpoint {spec}={path}: no such file or folder")
+        if is_litevision_weights(path):  # such a file names its architecture: it must be the one compared
+            held = read_metadata(resolve_weights_path(path))["model"]
+            if held != spec:
+                raise UserError(f"--checkpoint {spec}={path}: it holds a {held} model, not {spec}")
     return specs
 
 
@@ -267,5 +274,8 @@ def _safe(spec: str) -> str:
 
 
 def _reason(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
+    """A failure for the report: a user error's whole message; otherwise the exception type and first line."""
+    text = str(e).strip()
+    if isinstance(e, UserError):
+        return " ".join(text.split())
+    return f"{type(e).__name__}: {(text.splitlines() or [''])[0]}"[:500]

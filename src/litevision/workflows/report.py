@@ -15,6 +15,10 @@ from typing import Any
 
 from litevision.utils.optional import require
 
+# what CompareReport.write puts in the report folder, and the sub-folders compare_models fills
+REPORT_FILES = ("compare.md", "compare.csv", "compare.json", "per_class_recall.csv", "accuracy_vs_*.png", "index.html")
+REPORT_FOLDERS = ("models", "exports")
+
 
 @dataclass
 class CompareRow:
@@ -143,8 +147,10 @@ class CompareReport:
                                             lambda r: r.throughput)}
         out = {}
         for name, (title, xlabel, getx) in specs.items():
-            fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
             points = [(getx(r), r.top1, r.model) for r in ok if getx(r)]
+            if not points:  # no model was measured: no plot with meaningless axes
+                continue
+            fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
             for x, y, label in points:
                 ax.scatter([x], [y], s=40)
                 ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)

@@ -79,7 +79,7 @@ def run_hsi_experiment(cfg: TrainConfig, out_dir: str | os.PathLike[str], name: 
                    "seconds_per_epoch": train_seconds / max(len(history), 1)},
         "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(),
                         "machine": platform.machine(), "python": platform.python_version()},
-        "run": str(run_dir),
+        "run": str(run_dir.relative_to(out)),
         "map": map_name if class_map.is_file() else None,
     }
     out.mkdir(parents=True, exist_ok=True)

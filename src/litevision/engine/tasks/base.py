@@ -136,6 +136,10 @@ class Task(ABC):
 
     # --- evaluation and report ---------------------------------------------------------------------------
 
+    def chance_level(self) -> float:
+        """The primary metric of a model that guesses (a run ending there learned nothing)."""
+        return 100.0 / max(self.num_classes, 1)
+
     @abstractmethod
     def evaluator(self, **options: Any) -> Evaluator:
         """A fresh evaluator for one pass over an evaluation set."""

@@ -42,6 +42,9 @@ class HyperspectralTask(ClassificationTask):
             return {}
         return {"bands": int(extra["n_components"]), "patch_size": int(extra["patch_size"])}
 
+    def chance_level(self) -> float:
+        return 1.0 / max(self.num_classes, 1)  # OA is a fraction
+
     def evaluator(self, **options: Any) -> HSIEvaluator:
         unknown = [k for k, v in options.items() if v is not None]
         if unknown:
