@@ -184,6 +184,7 @@ def bench_model(
         log.warning("bench %s: %s", spec, warning)
     with fixed_threads(threads), tempfile.TemporaryDirectory(prefix="litevision-bench-") as tmp:
         for backend in backends:
+            log.info("bench %s: %s (%d thread(s), batch 1 and %d)", spec, backend, threads, batch_size)
             base = BenchResult(model=spec, backend=backend, status="ok", input_size=cfg.input_size,
                                batch_size=batch_size, threads=threads, params=complexity.params, macs=complexity.macs,
                                fused=fused, extra={"load": {**load, "warning": warning}})

@@ -13,7 +13,8 @@ from litevision.workflows.ablate import ablation_folder, run_ablation
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(
-        sub, "ablate", "train/evaluate a model with and without a plug-in module; print the deltas",
+        sub, "ablate", "a model with and without a plug-in module under one recipe and seed: delta params, MACs, "
+        "latency, accuracy",
         "Ablation: trains MODEL twice with one recipe and seed - as is, and with MODULE stitched in at WHERE - "
         "then reports params, MACs, CPU latency and test accuracy of both and their difference.")
     p.add_argument("--model", required=True, help="registered model name (litevision list)")

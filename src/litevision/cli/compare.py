@@ -24,7 +24,8 @@ MODEL_HELP = "litevision name, timm:<name>, tv:<name>, or a run folder / weights
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = add_command(sub, "compare", "evaluate and benchmark several models the same way into one report")
+    p = add_command(sub, "compare", "one test set, one input size, one metric code: accuracy, per-class recall, "
+                                    "params, MACs, latency, throughput, exportability -> Markdown/CSV/JSON/HTML report")
     p.add_argument("models", nargs="+", metavar="MODEL", help=MODEL_HELP)
     add_output(p, "report folder", default="reports/compare")
     p.add_argument("--data", default="fashion_mnist_subset", help="dataset name or image folder")

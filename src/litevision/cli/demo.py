@@ -12,8 +12,8 @@ from litevision.workflows.report import REPORT_FILES, REPORT_FOLDERS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = add_command(sub, "demo", "train lcnet_t, lsnet_t, mobilenetv3_small_100, shufflenetv2_100 and a timm peer "
-                                 "briefly on the bundled data and compare them (a few minutes on a CPU)")
+    p = add_command(sub, "demo", "what `make demo` runs: lcnet_t, lsnet_t, mobilenetv3_small_100, shufflenetv2_100 and "
+                                 "a timm peer trained briefly on the bundled data and compared (minutes on a CPU)")
     p.add_argument("--output", "--out", dest="output", default="reports/demo", metavar="PATH",
                    help="report folder; the demo replaces the report it wrote there before")
     p.add_argument("--models", nargs="+", metavar="MODEL", help="replace the demo's model list")

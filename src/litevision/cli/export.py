@@ -13,7 +13,8 @@ MODEL_HELP = "litevision name, timm:<name>, tv:<name>, or a run folder / weights
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = add_command(sub, "export", "export a model (fused) to ONNX / INT8 ONNX / TorchScript and verify it")
+    p = add_command(sub, "export", "export a model (fused) to ONNX / INT8 ONNX / TorchScript, verified against "
+                                   "PyTorch at batch 1 and > 1")
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--format", required=True, choices=FORMATS, help="what to write")
     add_output(p, "output folder", required=True)

@@ -21,7 +21,8 @@ from litevision.workflows import reproduce_indian_pines
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "hsi", "hyperspectral classification (HybridSN on Indian Pines)")
     hsi_sub = p.add_subparsers(dest="hsi_command", metavar="ACTION")
-    r = add_command(hsi_sub, "reproduce", "train and evaluate HybridSN on Indian Pines; write JSON + class map")
+    r = add_command(hsi_sub, "reproduce", "HybridSN on Indian Pines (random or spatially disjoint split): the "
+                                          "paper's recipe through the trainer, written up as JSON + class map")
     r.add_argument("--split", choices=("random", "disjoint"), default="random",
                    help="random stratified pixels (the paper) or spatially disjoint blocks")
     r.add_argument("--epochs", type=int, default=100, help="training epochs (paper: 100)")

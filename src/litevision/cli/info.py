@@ -13,7 +13,7 @@ from litevision.models import get_model_card, list_models
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = add_command(sub, "info", "model card and measured params/MACs vs the paper")
+    p = add_command(sub, "info", "model card: measured params / MACs next to the paper's, difference in %")
     p.add_argument("names", nargs="*", metavar="NAME", help="model names or fnmatch patterns")
     p.add_argument("--all", action="store_true", help="every registered model")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from litevision.cli import ablate, bench, compare, demo, export, hsi, info, modules, train
 from litevision.cli import eval as eval_cmd
@@ -32,8 +33,15 @@ def configure_logging(level: int = logging.INFO) -> None:
     logger.propagate = False
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage mistakes (an unknown option, a bad choice) as one line, like every other user mistake."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="litevision",
         description="Lightweight vision networks: train, evaluate, compare, benchmark, ablate and export.",
     )

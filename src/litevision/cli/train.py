@@ -16,7 +16,8 @@ from litevision.errors import UserError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(
-        sub, "train", "train a model from a YAML recipe (resumable; works under torchrun)",
+        sub, "train", "train from a YAML recipe (--list-recipes) with --set overrides: one trainer for every task "
+        "(classification, hyperspectral), exact resume (--resume), DDP under torchrun",
         "Train a model. RECIPE is a YAML path or a recipe name (litevision train --list-recipes); "
         "--set section.key=value overrides any field. Run with torchrun --nproc_per_node N for DDP.",
     )

@@ -744,8 +744,10 @@ def train(config: TrainConfig, *, run_dir: str | os.PathLike[str] | None = None,
             if not resume and (target / "last.json").exists():
                 raise UserError(f"{target} already holds a run; continue it with --resume {target} or choose "
                                 "another run.name")
-            if target.exists() and not target.is_dir():
-                raise UserError(f"{target} exists and is not a folder; choose another run.output / run.name")
+            blocking = next((q for q in (target, *target.parents) if q.exists() and not q.is_dir()), None)
+            if blocking is not None:
+                raise UserError(f"{blocking} is a file, not a folder: the run folder {target} cannot be made there; "
+                                "choose another run.output / run.name (--output / --name)")
             cfg.run.name = target.name
             trainer = Trainer(cfg, dist, target, resuming=resume)  # builds and checks everything first
             if dist.is_main:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ from litevision.models import (
     resolve_data_config,
 )
 from litevision.utils.optional import require
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "onnx-int8", "torchscript")
 SECOND_SIZE_PREFIX = "random@"  # parity inputs at a second, non-square size (dynamic-H/W graphs only)
@@ -122,6 +125,8 @@ def export_model(
     stem = export_stem(str(model_spec))
     result = ExportResult(model_spec, fmt, out_dir, cfg.input_size, _num_classes(reference, cfg))
     inputs, real = _parity_inputs(cfg, images, num_images, result.notes, need_images=fmt == "onnx-int8")
+    log.info("export %s as %s (input %s) into %s, then verify it against PyTorch", model_spec, fmt,
+             "x".join(map(str, cfg.input_size)), out_dir)
 
     if fmt == "torchscript":
         result.path = export_torchscript(deploy, out_dir / f"{stem}.torchscript.pt", input_size=cfg.input_size)
