@@ -35,7 +35,7 @@ from torch import nn
 
 import litevision as lv
 from litevision.bench.complexity import count_complexity
-from litevision.bench.timing import TimingStats, fixed_threads, time_interleaved
+from litevision.bench.timing import TimingStats, fixed_threads, summarize_loads, time_interleaved
 from litevision.layers.dynamic_conv import DTConv, dynamic_conv2d
 from litevision.utils.cpu import cpu_description
 
@@ -87,12 +87,12 @@ def bench_models(rounds: int, train_rounds: int) -> dict:
                  "lcnet_t_fused_counted_macs_g": round(out_fused_macs / 1e9, 4), "cases": []}
     for batch in (1, 16):
         x = torch.randn(batch, 3, 224, 224)
-        stats = time_interleaved({n: _eval_fn(m, x) for n, m in models.items()}, rounds=rounds,
+        stats = _timed({n: _eval_fn(m, x) for n, m in models.items()}, rounds=rounds,
                                  per_round=3 if batch == 1 else 1)
         out["cases"].append(_case("eval", batch, stats, macs))
     x, y = torch.randn(16, 3, 224, 224), torch.randint(0, 1000, (16,))
     train_models = {"lcnet_t": lv.create_model("lcnet_t").train(), "tv_resnet18": torchvision.models.resnet18()}
-    stats = time_interleaved({n: _train_fn(m, x, y) for n, m in train_models.items()}, rounds=train_rounds,
+    stats = _timed({n: _train_fn(m, x, y) for n, m in train_models.items()}, rounds=train_rounds,
                              warmup=2)
     out["cases"].append(_case("train_step", 16, stats, macs))
     return out
@@ -131,7 +131,7 @@ def bench_formulations(rounds: int) -> list[dict]:
             w = torch.rand(batch, n).softmax(-1)
             fns = {f: partial(_no_grad, dynamic_conv2d, x, w, kernels, 1, 1, f)
                    for f in ("grouped", "unfold", "mixture")}
-            stats = time_interleaved(fns, rounds=rounds, per_round=2)
+            stats = _timed(fns, rounds=rounds, per_round=2)
             auto = "unfold" if batch > 1 and res * res <= chs else "grouped"
             best = min(stats, key=lambda k: stats[k].median_ms)
             rows.append({"stage": stage, "shape": [batch, chs, res, res], "num_kernels": n,
@@ -145,6 +145,15 @@ def bench_formulations(rounds: int) -> list[dict]:
 def _no_grad(fn: Callable, *args: object) -> object:
     with torch.no_grad():
         return fn(*args)
+
+
+LOADS: list[dict] = []  # the machine's load during every timed group (summarized in the JSON's meta)
+
+
+def _timed(fns: dict, **kwargs: int) -> dict:
+    stats = time_interleaved(fns, **kwargs)
+    LOADS.append(stats.load)
+    return stats
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     result["latency_vs_paper"] = {"paper_ms_per_image": PAPER_MS_PER_IMAGE,
                                   "lcnet_t_batch1_ms": b1["lcnet_t"]["median_ms"],
                                   "lcnet_t_fused_batch1_ms": b1["lcnet_t_fused"]["median_ms"]}
-    result["meta"].update(seconds=round(time.time() - start, 1), load_average_at_end=list(os.getloadavg()))
+    result["meta"].update(seconds=round(time.time() - start, 1), load_average_at_end=list(os.getloadavg()),
+                          load=summarize_loads(LOADS))
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

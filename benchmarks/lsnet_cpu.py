@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 import litevision as lv
-from litevision.bench.timing import time_interleaved
+from litevision.bench.timing import summarize_loads, time_interleaved
 from litevision.ops.ska import ska, ska_decomposed, ska_reference
 from litevision.utils.cpu import cpu_description
 
@@ -45,6 +45,8 @@ SKA_SHAPES = [
     ("lsnet_b", 1, 128, 28), ("lsnet_b", 2, 256, 14), ("lsnet_b", 3, 384, 7),
 ]
 TARGETS = {"ska_vs_unfold_b16_stage2": 3.0, "lsnet_t_fused_vs_mbv3_b16": 1.5, "lsnet_t_ort_vs_fused_b16": 2.0}
+# issue 15: the device case, batch 1, one thread
+BATCH1_TARGETS = {"lsnet_t_fused_vs_mbv3_eager": 1.0, "lsnet_t_ort_vs_mbv3_ort": 0.8}
 
 
 def ska_unfold(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -60,9 +62,14 @@ SKA_IMPLS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 }
 
 
+LOADS: list[dict] = []  # the machine's load during every timed group (summarized in the JSON's meta)
+
+
 def interleaved_min(fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 1) -> dict[str, float]:
     """Seconds per call: each candidate once per round (rotating who goes first), minimum over rounds."""
-    return {n: s.min_ms / 1e3 for n, s in time_interleaved(fns, rounds=rounds, warmup=warmup).items()}
+    stats = time_interleaved(fns, rounds=rounds, warmup=warmup)
+    LOADS.append(stats.load)
+    return {n: s.min_ms / 1e3 for n, s in stats.items()}
 
 
 def _forward(fn: Callable, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -172,11 +179,54 @@ def key_ratios(ska_rows: list[dict], ips16: dict[str, float]) -> dict[str, float
     return out
 
 
+def _eager(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    def run() -> object:
+        with torch.inference_mode():
+            return model(x)
+
+    return run
+
+
+def bench_batches(threads_list: tuple[int, ...], batches: tuple[int, ...], rounds: int, tmp: Path) -> list[dict]:
+    """LSNet-T fused eager and onnxruntime (litevision's export: dynamo + clean-up) against torchvision
+    MobileNetV3-Large eager and onnxruntime, per thread count and batch; ms per image and the ratios."""
+    import torchvision
+
+    from litevision.export import export_onnx, ort_session
+
+    lsnet = lv.fuse_model(_trained_like(lv.create_model("lsnet_t")))
+    mbv3 = _trained_like(torchvision.models.mobilenet_v3_large())
+    paths = {"lsnet_t": export_onnx(copy.deepcopy(lsnet), tmp / "lsnet_t_lv.onnx", input_size=(3, 224, 224)).path,
+             "mobilenet_v3_large": export_onnx(copy.deepcopy(mbv3), tmp / "mbv3_lv.onnx",
+                                               input_size=(3, 224, 224)).path}
+    rows = []
+    for threads in threads_list:
+        torch.set_num_threads(threads)
+        sessions = {k: ort_session(v, threads=threads) for k, v in paths.items()}
+        for batch in batches:
+            x = torch.randn(batch, 3, 224, 224)
+            feeds = {k: {s.get_inputs()[0].name: x.numpy()} for k, s in sessions.items()}
+
+            fns = {"lsnet_t/eager_fused": _eager(lsnet, x), "mobilenet_v3_large/eager": _eager(mbv3, x),
+                   **{f"{k}/onnxruntime": (lambda s=s, f=feeds[k]: s.run(None, f)) for k, s in sessions.items()}}
+            stats = time_interleaved(fns, rounds=rounds, per_round=2 if batch == 1 else 1, warmup=2)
+            LOADS.append(stats.load)
+            ms = {n: round(v.median_ms / batch, 3) for n, v in stats.items()}
+            row = {"threads": threads, "batch": batch, "ms_per_image": ms, "trusted": stats.load["trusted"],
+                   "ratios": {"lsnet_t_fused_vs_mbv3_eager": round(ms["mobilenet_v3_large/eager"]
+                                                                  / ms["lsnet_t/eager_fused"], 3),
+                              "lsnet_t_ort_vs_mbv3_ort": round(ms["mobilenet_v3_large/onnxruntime"]
+                                                              / ms["lsnet_t/onnxruntime"], 3)}}
+            rows.append(row)
+            print(f"threads {threads} batch {batch}: {ms} ratios {row['ratios']}", file=sys.stderr, flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=1,
                    help="intra-op threads (1 by default: stable timings on a shared, oversubscribed machine)")
-    p.add_argument("--parts", nargs="*", default=["ska", "models"], choices=["ska", "models"])
+    p.add_argument("--parts", nargs="*", default=["ska", "models", "batches"], choices=["ska", "models", "batches"])
     p.add_argument("--models", nargs="*", default=["lsnet_t", "lsnet_s", "lsnet_b"])
     p.add_argument("--quick", action="store_true", help="fewer rounds (smoke run)")
     p.add_argument("--output", default=str(Path(__file__).parent / "results" / "lsnet_cpu.json"))
@@ -196,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
                 ips1 = bench_models(cands, 1, model_rounds * 3)
                 passes.append({"batch16_img_s": ips16, "batch1_img_s": ips1,
                                "ratios": key_ratios(ska_rows, ips16)})
+    batch_rows = []
+    if "batches" in args.parts:
+        with tempfile.TemporaryDirectory() as tmp:
+            batch_rows = bench_batches((1, 2), (1, 8, 32), model_rounds * 2, Path(tmp))
+        torch.set_num_threads(args.threads)
     if ska_rows and passes:  # second measurement of the SKA ratio at the target shape
         again = [r for r in bench_ska((16,), ska_rounds) if r["model"] == "lsnet_t" and r["stage"] == 2
                  and r["mode"] == "forward"][0]
@@ -206,12 +261,17 @@ def main(argv: list[str] | None = None) -> int:
             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": torch.__version__, "threads": args.threads,
             "cpu": cpu_description(), "cpus": os.cpu_count(),
             "load_average_at_end": list(os.getloadavg()), "seconds": round(time.time() - t0, 1),
+            "load": summarize_loads(LOADS),
             "timing": "minimum over interleaved rounds; ratios from the same run",
         },
         "targets": TARGETS,
         "ska": ska_rows,
         "models": passes,
         "targets_met": {k: [p_["ratios"].get(k, 0) >= v for p_ in passes] for k, v in TARGETS.items()},
+        "batches": batch_rows,
+        "batch1_targets": BATCH1_TARGETS,
+        "batch1_targets_met": {k: [r["ratios"][k] >= v for r in batch_rows if r["batch"] == 1 and r["threads"] == 1]
+                               for k, v in BATCH1_TARGETS.items()},
     }
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from torch import nn
 
 import litevision as lv
 from litevision.bench.timing import TimingStats, fixed_threads
-from litevision.utils.cpu import cpu_description
+from litevision.utils.cpu import cpu_description, cpu_ticks, foreign_cpus
 
 # our model -> (reference, overrides for ours to follow the reference's conventions)
 PAIRS: dict[str, tuple[str, dict]] = {
@@ -105,9 +105,11 @@ def bench_pair(name: str, batches: tuple[int, ...], warmup: int, runs: int, size
         ours, ref = ours.to(memory_format=fmt), ref.to(memory_format=fmt)
         for batch in batches:
             x = torch.randn(batch, 3, *hw).to(memory_format=fmt)
+            ticks, started = cpu_ticks(), time.perf_counter()
             with torch.inference_mode():
                 (stats_ours, cpu_ours), (stats_ref, cpu_ref) = time_interleaved(
                     [partial(ours, x), partial(ref, x)], warmup, runs)
+            foreign = foreign_cpus(ticks, cpu_ticks(), time.perf_counter() - started)
             rows.append({
                 "model": name, "reference": PAIRS[name][0], "layout": layout, "batch": batch,
                 "input_size": [3, *hw],
@@ -116,6 +118,7 @@ def bench_pair(name: str, batches: tuple[int, ...], warmup: int, runs: int, size
                 "ratio": round(stats_ref.median_ms / stats_ours.median_ms, 3),
                 "ratio_min": round(stats_ref.min_ms / stats_ours.min_ms, 3),
                 "ratio_cpu": round(cpu_ref / cpu_ours, 3),
+                "foreign_cpus": None if foreign is None else round(foreign, 2),  # other processes, same time
             })
             print(_format_row(rows[-1]), flush=True)
     return rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 from types import SimpleNamespace
 
@@ -157,3 +158,30 @@ def test_cpu_description_names_the_simd_level(tmp_path):
     info.write_text("model name\t: Older CPU\nflags\t\t: fpu sse2 avx avx2\n")
     assert cpu_description(info).endswith(", avx2")
     assert cpu_flags(tmp_path / "missing") == set()
+
+
+def test_interleaved_timing_leaves_out_rounds_under_foreign_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A round during which other processes kept CPUs busy is left out of the statistics (and recorded); when
+    most rounds are loaded, nothing is left out but the result is marked untrusted."""
+    busy = iter([])
+
+    def run(foreign_per_round: list[float]) -> timing.InterleavedStats:
+        nonlocal busy
+        hz = os.sysconf("SC_CLK_TCK")
+        readings = []
+        machine = 0
+        for f in foreign_per_round:  # (machine busy ticks, own ticks) at the start and end of each round
+            readings += [(machine, 0), (machine + int(f * hz), 0)]
+            machine += int(f * hz)
+        busy = iter(readings)
+        clock = iter(range(10_000))
+        monkeypatch.setattr(timing, "cpu_ticks", lambda: next(busy))
+        # a round reads the clock 4 times: start, call start / end, end: each read advances 1/3 s, a round 1 s
+        monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter=lambda: next(clock) / 3))
+        return timing.time_interleaved({"a": lambda: None}, rounds=len(foreign_per_round), warmup=0)
+
+    quiet_but_one = run([0.0, 1.5, 0.0, 0.0])
+    assert quiet_but_one.load["rounds_left_out"] == [1] and quiet_but_one.load["trusted"]
+    assert quiet_but_one["a"].iters == 3
+    loaded = run([1.0, 1.0, 1.0, 0.0])
+    assert loaded.load["rounds_left_out"] == [] and not loaded.load["trusted"] and loaded["a"].iters == 4

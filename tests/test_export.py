@@ -65,6 +65,49 @@ def test_onnx_export_matches_eager_at_batch_1_and_4(tmp_path):
     assert report["passed"] and len(report["checks"]) == len(result.checks)
 
 
+def test_exports_are_verified_in_onnxruntime_and_opencv(tmp_path):
+    result = export_model("tiny", "onnx", tmp_path, model=TinyNet(se=True), data_config=CFG, num_images=8)
+    runtimes = {c.target for c in result.checks}
+    assert runtimes == {"onnx", "opencv"} and result.passed
+    assert {c.batch_size for c in result.checks if c.target == "opencv"} == {1}  # OpenCV fixes the batch
+    only_ort = export_model("tiny", "onnx", tmp_path / "ort", model=TinyNet(), data_config=CFG, num_images=8,
+                            runtimes=("onnxruntime",))
+    assert {c.target for c in only_ort.checks} == {"onnx"}
+
+
+def _ops(path) -> dict[str, list]:
+    proto = onnx.load(str(path))
+    return {n.op_type: [a.name for a in n.attribute] for n in proto.graph.node}
+
+
+def test_cleanup_pass_writes_the_conventional_forms_opencv_runs(tmp_path):
+    """dynamo writes global pooling as ReduceMean and HardSigmoid's default beta explicitly; OpenCV DNN 5.1
+    then computes MobileNetV3's squeeze-excite gates wrongly. The clean-up pass rewrites both."""
+    import cv2
+    import numpy as np
+    import onnxruntime as ort
+
+    import litevision as lv
+
+    torch.manual_seed(0)
+    model = lv.fuse_model(lv.create_model("mobilenetv3_small_075", num_classes=10).eval())
+    raw = export_onnx(model, tmp_path / "raw.onnx", input_size=(3, 64, 64), clean=False)
+    clean = export_onnx(model, tmp_path / "clean.onnx", input_size=(3, 64, 64))
+    raw_ops, clean_ops = _ops(raw.path), _ops(clean.path)
+    assert "ReduceMean" in raw_ops and "beta" in raw_ops["HardSigmoid"]
+    assert "ReduceMean" not in clean_ops and "GlobalAveragePool" in clean_ops and "Flatten" in clean_ops
+    assert "beta" not in clean_ops["HardSigmoid"] and clean.cleanup["GlobalAveragePool"] > 0
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    for path in (raw.path, clean.path):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        np.testing.assert_allclose(session.run(None, {"input": x.numpy()})[0], ref, rtol=1e-4, atol=1e-5)
+    net = cv2.dnn.readNetFromONNX(str(clean.path))
+    net.setInput(x[:1].numpy())
+    np.testing.assert_allclose(net.forward(), ref[:1], rtol=1e-4, atol=1e-5)
+
+
 def test_batch_baked_into_a_traced_graph_fails_the_export(tmp_path):
     with pytest.raises(ExportError, match="batch"):
         export_model("baked", "torchscript", tmp_path, model=BakedBatch(), data_config=CFG, num_images=8)
@@ -256,3 +299,5 @@ def test_export_every_family(tmp_path, name):
         pytest.skip(f"{name} takes {card.input_size} inputs, not images")
     result = export_model(name, "onnx", tmp_path, num_classes=10, input_size=(64, 64), num_images=8)
     assert result.passed
+    # every family runs right in OpenCV DNN too (or its card says why not, and the export says so)
+    assert any(c.target == "opencv" for c in result.checks) or card.runtime_limits.get("opencv")

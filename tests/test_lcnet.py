@@ -268,3 +268,16 @@ def test_fresh_mdam_gates_with_one_so_a_new_block_is_its_local_branch():
         torch.testing.assert_close(block.global_branch(u), torch.ones(2, u.shape[1], 12, 10))
         local_only = x + block.dw_out(block.pw_out(block.act(block.local_branch(u))))
         torch.testing.assert_close(block(x), local_only)
+
+
+def test_top_k_routing_by_comparison_equals_the_scatter_of_the_top_k() -> None:
+    """Top-k routing keeps what is >= the k-th largest probability: the selection of scattering the top-k
+    (the form OpenCV DNN cannot load) on probabilities without exact ties, for any k."""
+    torch.manual_seed(0)
+    probs = torch.rand(64, 5).softmax(-1)
+    for k in range(1, 6):
+        top = probs.topk(k, dim=-1)
+        expected = torch.zeros_like(probs).scatter(-1, top.indices, top.values)
+        expected = expected / expected.sum(-1, keepdim=True)
+        torch.testing.assert_close(sparse_routing(probs, k, None), expected)
+        assert (sparse_routing(probs, k, None) > 0).sum(-1).eq(k).all()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -226,3 +228,17 @@ def test_cuda_uses_triton_when_available() -> None:
     x, w = _inputs((2, 16, 5, 5), dtype=torch.float32)
     out = triton_mod.forward(x.cuda(), w.cuda())
     torch.testing.assert_close(out.cpu(), ska_reference(x, w), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_script_runs_on_cpu_with_the_triton_interpreter(tmp_path) -> None:
+    """benchmarks/gpu.py is prepared for one call on a lent GPU; --smoke runs every code path here."""
+    pytest.importorskip("triton")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run([sys.executable, str(script), "--smoke", "--device", "cpu", "--output", str(out)],
+                          env={**os.environ, "TRITON_INTERPRET": "1"}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert [r["model"] for r in result["models"]] == ["lsnet_t", "lsnet_s", "lsnet_b"]
+    assert all(r["max_abs_err"] < 1e-4 for r in result["ska"])

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from litevision.cli._common import add_command, add_input_size, add_output, check_output_dir, parse_input_size
-from litevision.export import FORMATS, ExportError, export_files, export_model
+from litevision.export import FORMATS, RUNTIMES, ExportError, export_files, export_model
 from litevision.models import is_litevision_weights, read_metadata, resolve_weights_path
 
 MODEL_HELP = "litevision name, timm:<name>, tv:<name>, or a run folder / weights file of `litevision train`"
@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "name (default: the bundled Fashion-MNIST subset)")
     p.add_argument("--calibration-images", type=int, default=64, help="how many images calibrate INT8")
     p.add_argument("--verify-batch", type=int, default=4, help="the batch > 1 checked besides batch 1")
+    p.add_argument("--runtimes", default=",".join(RUNTIMES),
+                   help="comma-separated runtimes an ONNX export is verified in (OpenCV DNN at batch 1)")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17)")
     p.add_argument("--exporter", choices=("dynamo", "legacy"), default="dynamo",
                    help="torch.export-based or the TorchScript-based ONNX exporter")
@@ -58,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
             exporter=args.exporter, min_agreement=args.min_agreement, keep_se_float=not args.quantize_se,
             int8_policy=args.int8_policy, calibration_method=args.calibration_method,
             reduce_range={"auto": None, "yes": True, "no": False}[args.reduce_range],
+            runtimes=tuple(r.strip() for r in args.runtimes.split(",") if r.strip()),
         )
     except ExportError as e:
         if e.result is not None:

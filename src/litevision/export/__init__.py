@@ -1,6 +1,6 @@
 """Deployment: ONNX (fp32, static INT8) and TorchScript export, operator-domain checks and parity checks."""
 
-from litevision.export.api import FORMATS, ExportResult, export_files, export_model, load_model_for_deploy
+from litevision.export.api import FORMATS, RUNTIMES, ExportResult, export_files, export_model, load_model_for_deploy
 from litevision.export.errors import ExportError
 from litevision.export.images import load_images
 from litevision.export.onnx import check_standard_ops, export_onnx, operator_domains, ort_session, quiet_torch
@@ -10,6 +10,7 @@ from litevision.export.verify import ParityCheck, check_parity
 
 __all__ = [
     "FORMATS",
+    "RUNTIMES",
     "ExportError",
     "ExportResult",
     "ParityCheck",

@@ -12,6 +12,7 @@ import copy
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,14 @@ from litevision.export.images import load_images
 from litevision.export.onnx import DEFAULT_OPSET, check_standard_ops, export_onnx, ort_session
 from litevision.export.quantize import quantize_int8
 from litevision.export.torchscript import export_torchscript, load_torchscript
-from litevision.export.verify import ParityCheck, check_parity, format_checks, module_runner, onnx_runner
+from litevision.export.verify import (
+    ParityCheck,
+    check_parity,
+    format_checks,
+    module_runner,
+    onnx_runner,
+    opencv_runner,
+)
 from litevision.layers.fuse import fuse_model
 from litevision.models import (
     DataConfig,
@@ -39,6 +47,7 @@ from litevision.utils.optional import require
 log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "onnx-int8", "torchscript")
+RUNTIMES = ("onnxruntime", "opencv")  # where ONNX exports are verified
 SECOND_SIZE_PREFIX = "random@"  # parity inputs at a second, non-square size (dynamic-H/W graphs only)
 
 
@@ -91,6 +100,7 @@ def export_model(
     int8_policy: str = "full",
     calibration_method: str = "percentile",
     reduce_range: bool | None = None,
+    runtimes: Sequence[str] = RUNTIMES,
 ) -> ExportResult:
     """Export ``model_spec`` (a litevision name, ``timm:<name>`` or ``tv:<name>``) as ``fmt`` into ``output_dir``.
 
@@ -101,14 +111,20 @@ def export_model(
     ``images``: folder or dataset used for calibration and the real-image parity checks (default: the
     bundled Fashion-MNIST subset). ``input_size``: (H, W) or (C, H, W); default the model card's.
     INT8 options (``keep_se_float``, ``int8_policy``, ``calibration_method``, ``reduce_range``) are those
-    of :func:`litevision.export.quantize.quantize_int8`.
+    of :func:`litevision.export.quantize.quantize_int8`. ``runtimes``: where an ONNX export is verified —
+    ``onnxruntime`` (batch 1 and ``verify_batch``, the exported file) and ``opencv`` (OpenCV DNN at batch 1, the
+    fp32 graph); a runtime the model card lists in ``runtime_limits`` is skipped with the card's reason.
     """
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
     if verify_batch < 2:
         raise UserError("--verify-batch must be at least 2 (batch 1 is always checked too)")
+    unknown = sorted(set(runtimes) - set(RUNTIMES))
+    if unknown:
+        raise UserError(f"unknown runtime {unknown[0]!r}; choose from {', '.join(RUNTIMES)}")
     if fmt != "torchscript":  # before any work: ONNX needs the export extra
-        for module in ("onnx", "onnxruntime") + (("onnxscript",) if exporter == "dynamo" else ()):
+        needed = ["onnx", "onnxruntime", "onnxscript"] + (["cv2"] if "opencv" in runtimes else [])
+        for module in needed:
             require(module, "export")
     if model is None and checkpoint is None and model_spec and is_litevision_weights(model_spec):
         model_spec, checkpoint = None, model_spec  # a run folder / weights file given as the model
@@ -141,6 +157,7 @@ def export_model(
             result.files[:] = [onnx_info.path]
             result.notes += [n for n in onnx_info.notes if n not in result.notes]
             result.details.update(opset=onnx_info.opset, exporter=onnx_info.exporter, domains=onnx_info.domains,
+                                  cleanup=onnx_info.cleanup,
                                   dynamic_batch=onnx_info.dynamic_batch, dynamic_hw=onnx_info.dynamic_hw)
             checked = dict(inputs)
             if onnx_info.dynamic_hw:
@@ -157,9 +174,13 @@ def export_model(
                                       int8_policy=int8_policy, calibration_method=q.calibration_method,
                                       reduce_range=q.reduce_range)
                 result.path = q.path
-            result.checks = check_parity(fmt, module_runner(reference), onnx_runner(ort_session(result.path)),
-                                         checked, batch_size=verify_batch, quantized=fmt == "onnx-int8",
-                                         min_agreement=min_agreement)
+            result.checks = []
+            if "onnxruntime" in runtimes:
+                result.checks += check_parity(fmt, module_runner(reference), onnx_runner(ort_session(result.path)),
+                                              checked, batch_size=verify_batch, quantized=fmt == "onnx-int8",
+                                              min_agreement=min_agreement)
+            if "opencv" in runtimes:
+                result.checks += _check_opencv(onnx_info.path, reference, checked, verify_batch, result)
             return onnx_info.dynamic_hw
 
         if export_and_check(None) and _only_other_sizes_fail(result.checks):
@@ -199,6 +220,25 @@ def export_files(model_spec: str, fmt: str) -> list[str]:
     files = {"onnx": [f"{stem}.onnx"], "onnx-int8": [f"{stem}.onnx", f"{stem}_int8.onnx"],
              "torchscript": [f"{stem}.torchscript.pt"]}[fmt]
     return [*files, f"{stem}.{fmt}.export.json"]
+
+
+def _check_opencv(path: Path, reference: nn.Module, inputs: dict[str, torch.Tensor], verify_batch: int,
+                  result: ExportResult) -> list[ParityCheck]:
+    """The fp32 graph in OpenCV DNN at batch 1, unless the model card says why OpenCV cannot run it."""
+    limit = (getattr(getattr(reference, "card", None), "runtime_limits", None) or {}).get("opencv")
+    if limit:
+        result.notes.append(f"not verified in OpenCV DNN: {limit}")
+        return []
+    try:
+        runner = opencv_runner(path)
+    except Exception as e:  # cv2.error: the importer refuses the graph
+        message = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        return [ParityCheck(target="opencv", inputs="load", batch_size=1, input_hw=(0, 0), samples=0,
+                            max_abs_diff=float("nan"), tolerance=None, top1_agreement=0.0, min_agreement=None,
+                            batch_consistency_diff=float("nan"), passed=False,
+                            message=f"OpenCV DNN cannot load the graph: {message[:300]}")]
+    return check_parity("opencv", module_runner(reference), runner, inputs, batch_size=verify_batch,
+                        batch_one_only=True)
 
 
 def _only_other_sizes_fail(checks: list[ParityCheck]) -> bool:

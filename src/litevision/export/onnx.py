@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from litevision.errors import UserError
+from litevision.export.cleanup import clean_onnx
 from litevision.export.errors import ExportError
 from litevision.utils.optional import require
 
@@ -49,6 +50,7 @@ class OnnxExport:
     dynamic_hw: bool
     domains: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    cleanup: dict[str, int] = field(default_factory=dict)  # op-type count changes of the clean-up pass
 
 
 def export_onnx(
@@ -59,8 +61,11 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     exporter: str = "dynamo",
     dynamic_hw: bool | None = None,
+    clean: bool = True,
 ) -> OnnxExport:
-    """Export ``model`` (already in eval mode, fused if wanted) to ``path`` and check its operator domains.
+    """Export ``model`` (already in eval mode, fused if wanted) to ``path``, run the clean-up pass
+    (:func:`litevision.export.cleanup.clean_onnx`: the conventional operator forms every runtime handles;
+    ``clean=False`` keeps the exporter's graph) and check its operator domains.
 
     The example input has batch 2 (torch.export specializes a dimension of size 1). ``dynamic_hw=None``
     asks the model's card (``card.export_dynamic_hw``; True for models without a card). Raises
@@ -89,12 +94,13 @@ def export_onnx(
             _export_dynamo(model, example, path, opset, dynamic_hw, notes)
         else:
             _export_legacy(model, example, path, opset, dynamic_hw)
+    cleanup = clean_onnx(path).changed if clean else {}
     proto = onnx.load(str(path), load_external_data=False)
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     is_dynamic = [bool(d.dim_param) or not d.HasField("dim_value") for d in dims]
     result = OnnxExport(
         path=path, opset=_opset_of(proto), exporter=exporter, dynamic_batch=is_dynamic[0],
-        dynamic_hw=len(is_dynamic) == 4 and is_dynamic[2] and is_dynamic[3], notes=notes,
+        dynamic_hw=len(is_dynamic) == 4 and is_dynamic[2] and is_dynamic[3], notes=notes, cleanup=cleanup,
     )
     if dynamic_hw and not result.dynamic_hw:
         notes.append("the model fixes its input height/width: the graph is static in H and W")

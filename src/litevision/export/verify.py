@@ -13,12 +13,15 @@ so the same tolerance applies).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from litevision.utils.optional import require
 
 Runner = Callable[[Tensor], Tensor]
 
@@ -48,6 +51,20 @@ def onnx_runner(session: object) -> Runner:
     def run(x: Tensor) -> Tensor:
         out = session.run(None, {input_name: x.numpy().astype(np.float32)})[0]  # type: ignore[attr-defined]
         return torch.from_numpy(out)
+
+    return run
+
+
+def opencv_runner(path: str | os.PathLike[str]) -> Runner:
+    """The ONNX file in OpenCV DNN (CPU, its own engine). Raises ``cv2.error`` when it cannot load the graph."""
+    cv2 = require("cv2", "export")
+    net = cv2.dnn.readNetFromONNX(str(path))
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+
+    def run(x: Tensor) -> Tensor:
+        net.setInput(np.ascontiguousarray(x.numpy().astype(np.float32)))
+        return torch.from_numpy(np.array(net.forward(), dtype=np.float32))
 
     return run
 
@@ -95,8 +112,10 @@ def check_parity(
     rtol: float = 1e-3,
     quantized: bool = False,
     min_agreement: float = 0.9,
+    batch_one_only: bool = False,
 ) -> list[ParityCheck]:
-    """Compare ``exported`` with ``reference`` on each named input set at batch 1 and ``batch_size``.
+    """Compare ``exported`` with ``reference`` on each named input set at batch 1 and ``batch_size`` (only at
+    batch 1 with ``batch_one_only``: runtimes that fix the batch when they load a graph, as OpenCV DNN does).
 
     ``inputs`` maps a name (``"random"``, ``"images"``, ``"random@96x80"``) to an (N, C, H, W) tensor.
     For ``quantized`` exports the logit difference is reported, not judged; top-1 agreement on input sets
@@ -104,13 +123,14 @@ def check_parity(
     """
     if batch_size < 2:
         raise ValueError("batch_size must be > 1: batch 1 is always checked as well")
+    sizes = (1,) if batch_one_only else (1, batch_size)
     checks = []
     for name, x in inputs.items():
         ref = _run_batched(reference, x, batch_size)
         scale = float(ref.abs().max())
         tol = atol + rtol * scale
         per_sample = _try_run(exported, x, 1)
-        for bs in (1, batch_size):
+        for bs in sizes:
             out = per_sample if bs == 1 else _try_run(exported, x, bs)
             hw = (x.shape[-2], x.shape[-1])
             failure = _run_failure(out, per_sample, ref)

@@ -110,14 +110,16 @@ def sparse_routing(probs: Tensor, top_k: int | None, threshold: float | None) ->
     """Keep the ``top_k`` largest probabilities (or those ≥ ``threshold``, always the largest) and renormalize.
 
     ``probs``: (B, N). The normalizer is detached: forward values sum to 1 exactly, gradients still
-    reach every kept probability (see the module docstring).
+    reach every kept probability (see the module docstring). Top-k keeps what is at least the k-th largest
+    value — a comparison, not a scatter of the top-k indices: the same selection (more than k only on an exact
+    tie, which softmax outputs of real data do not produce), and an ONNX graph OpenCV DNN runs (it cannot load
+    ``ScatterElements``).
     """
     if threshold is not None:
-        keep = (probs >= threshold) | (probs >= probs.amax(-1, keepdim=True))
-        kept = probs * keep
+        keep = probs >= torch.minimum(probs.amax(-1, keepdim=True), torch.full_like(probs[..., :1], threshold))
     else:
-        top = probs.topk(top_k, dim=-1)
-        kept = torch.zeros_like(probs).scatter(-1, top.indices, top.values)
+        keep = probs >= probs.topk(top_k, dim=-1).values[..., -1:]
+    kept = probs * keep
     return kept / kept.sum(-1, keepdim=True).detach()
 
 

@@ -58,6 +58,7 @@ def register_family(
     notes: str = "",
     data_config: DataConfig | None = None,
     export_dynamic_hw: bool = True,
+    runtime_limits: Mapping[str, str] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> None:
     """Register every variant of a family: ``model_cls(cfg, *, num_classes, in_chans, **kwargs)`` builds it."""
@@ -65,7 +66,7 @@ def register_family(
         card = ModelCard(
             family=family, paper=v.paper or paper, figures=v.figures,
             data_config=v.data_config or data_config or DataConfig(), reference=tuple(v.reference),
-            export_dynamic_hw=export_dynamic_hw,
+            export_dynamic_hw=export_dynamic_hw, runtime_limits=dict(runtime_limits or {}),
             notes=" ".join(filter(None, (notes, v.notes))), extra={**(extra or {}), **v.extra},
         )
         register_model(name, _builder(family, model_cls, v.cfg, dict(v.model_kwargs)), card)

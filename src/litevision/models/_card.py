@@ -90,7 +90,9 @@ class ModelCard:
     """Metadata attached to every registered model (``model.card``; ``model.pretrained_cfg`` as a flat dict).
 
     ``export_dynamic_hw`` False: the model's ONNX graph holds size-dependent constants (the reason is in
-    ``notes``), so ONNX exports are made for one input size; the batch stays dynamic.
+    ``notes``), so ONNX exports are made for one input size; the batch stays dynamic. ``runtime_limits``: deploy
+    runtimes that cannot run the model's ONNX graph (``{"opencv": "why, with the runtime's error"}``); the
+    export skips verifying there and says why.
     """
 
     family: str
@@ -99,6 +101,7 @@ class ModelCard:
     data_config: DataConfig = DataConfig()
     reference: tuple[str, ...] = ()
     export_dynamic_hw: bool = True
+    runtime_limits: dict[str, str] = field(default_factory=dict)
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -114,6 +117,7 @@ class ModelCard:
             "paper_params_m": f.params_m, "paper_macs_g": f.macs_g, "paper_top1": f.top1,
             "complexity_tol": f.complexity_tol, "params_fused": f.params_fused,
             **{k: v for k, v in self.data_config.to_dict().items() if k != "norm_source"},
-            "reference": list(self.reference), "export_dynamic_hw": self.export_dynamic_hw, "notes": self.notes,
+            "reference": list(self.reference), "export_dynamic_hw": self.export_dynamic_hw,
+            "runtime_limits": dict(self.runtime_limits), "notes": self.notes,
             "extra": dict(self.extra),
         }

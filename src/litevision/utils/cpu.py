@@ -82,17 +82,27 @@ def _own_ticks() -> int:
     return round((t.user + t.system + t.children_user + t.children_system) * os.sysconf("SC_CLK_TCK"))
 
 
+def cpu_ticks() -> tuple[int | None, int]:
+    """(busy ticks of the whole machine, ticks of this process and its children): take two, then
+    :func:`foreign_cpus`."""
+    return _busy_ticks(), _own_ticks()
+
+
+def foreign_cpus(start: tuple[int | None, int], end: tuple[int | None, int], seconds: float) -> float | None:
+    """CPUs kept busy by other processes between two :func:`cpu_ticks` readings ``seconds`` apart."""
+    if start[0] is None or end[0] is None or seconds <= 0:
+        return None
+    ticks = (end[0] - start[0]) - (end[1] - start[1])
+    return max(0.0, ticks / os.sysconf("SC_CLK_TCK") / seconds)
+
+
 def machine_load(interval: float = 0.5) -> dict[str, float | int | None]:
     """What else the machine is doing: ``foreign_cpus`` (CPUs kept busy by other processes over ``interval``
     seconds, from ``/proc/stat`` minus this process), the 1-minute load average and the usable CPUs.
     Timings taken while ``foreign_cpus`` is well above 0 measure the machine's neighbours as much as the model."""
-    start_busy, start_own, start = _busy_ticks(), _own_ticks(), time.perf_counter()
+    start, t0 = cpu_ticks(), time.perf_counter()
     time.sleep(interval)
-    end_busy, end_own, elapsed = _busy_ticks(), _own_ticks(), time.perf_counter() - start
-    foreign = None
-    if start_busy is not None and end_busy is not None:
-        ticks = (end_busy - start_busy) - (end_own - start_own)
-        foreign = max(0.0, ticks / os.sysconf("SC_CLK_TCK") / elapsed)
+    foreign = foreign_cpus(start, cpu_ticks(), time.perf_counter() - t0)
     try:
         loadavg: float | None = os.getloadavg()[0]
     except OSError:

@@ -14,7 +14,7 @@ from litevision.errors import UserError
 
 # extra -> what it is for (the module -> extra mapping is given by each call of require)
 EXTRAS = {
-    "export": "ONNX export, INT8 quantization and ONNX Runtime benchmarks",
+    "export": "ONNX export, INT8 quantization, ONNX Runtime and OpenCV DNN verification and benchmarks",
     "hsi": "hyperspectral scenes (Indian Pines from tensorly, .mat files)",
     "report": "plots (confusion matrix, ROC / PR, accuracy-vs-cost, classification maps)",
     "datasets": "scikit-learn's digits dataset",
