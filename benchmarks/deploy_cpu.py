@@ -192,7 +192,7 @@ def families(threads: int, rounds: int, per_round: int, work: Path) -> list[dict
     from litevision.export.errors import ExportError
 
     reps: dict[str, str] = {}  # the lightest model of each family (by the paper's MACs)
-    for n in lv.list_models():
+    for n in lv.list_models(task="classification"):
         card = lv.get_model_card(n)
         best = reps.get(card.family)
         if best is None or (card.paper_macs_g or float("inf")) < (lv.get_model_card(best).paper_macs_g or float("inf")):

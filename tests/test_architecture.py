@@ -2,7 +2,7 @@
 inside functions:
 
     foundation (errors, registry, utils) <- ops <- layers <- modules <- models <- data <- export <- bench
-        <- engine <- workflows <- cli
+        <- compress <- engine <- workflows <- cli
 
 A package may import its own modules and any lower layer, never a higher one; an import inside a function is
 for an optional third-party dependency, never for a litevision module (that would only hide a cycle); other
@@ -18,7 +18,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "litevision"
 
-LAYERS = ["foundation", "ops", "layers", "modules", "models", "data", "export", "bench", "engine", "workflows", "cli"]
+LAYERS = ["foundation", "ops", "layers", "modules", "models", "data", "export", "bench", "compress", "engine",
+          "workflows", "cli"]
 FOUNDATION = {"errors", "registry", "utils", "version"}
 CORE = {"ops", "layers", "modules", "models"}
 FACADES = {"__init__", "__main__"}  # the public API module and ``python -m litevision`` sit above everything

@@ -10,7 +10,7 @@ import torch
 import litevision as lv
 from litevision.models import get_model_card
 
-ALL_MODELS = lv.list_models()
+ALL_MODELS = lv.list_models(task="classification")  # detectors: test_detection_contract.py
 
 
 def _is_heavy(name: str) -> bool:

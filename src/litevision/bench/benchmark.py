@@ -16,6 +16,12 @@ with BatchNorm the other has folded away.
 Per backend: one call at batch N measures peak memory (:mod:`litevision.bench.memory`), then latency at
 batch 1 (``warmup`` untimed calls, ``iters`` timed calls: min / median / p90 / max / mean ms) and
 throughput at batch N (``batch_iters`` timed calls; images/s = N / median batch time).
+
+Detectors: ``eager`` times the whole detector (network, decoding and post-processing, as a user calls it);
+``extra`` splits its batch-1 latency into ``network_ms`` (network and decoding) and ``postprocess_ms``
+(score threshold, per-class top-k and NMS). ``ort`` runs the exported network with decoding (boxes and
+scores, :mod:`litevision.export.detection`) and adds the same PyTorch post-processing to each call, so both
+backends time the same job; INT8 is not offered for detectors.
 """
 
 from __future__ import annotations
@@ -37,9 +43,25 @@ from litevision.bench.complexity import count_complexity
 from litevision.bench.memory import peak_rss_increase_mb
 from litevision.bench.timing import TimingStats, fixed_threads, time_calls, timm_style_throughput
 from litevision.errors import UserError
-from litevision.export import export_onnx, load_images, load_model_for_deploy, ort_session, quantize_int8, quiet_torch
+from litevision.export import (
+    RAW_DETECTOR_OUTPUTS,
+    export_onnx,
+    load_images,
+    load_model_for_deploy,
+    ort_session,
+    quantize_int8,
+    quiet_torch,
+)
 from litevision.layers import fuse_model
-from litevision.models import DataConfig, is_litevision_weights, parse_model_spec, resolve_data_config
+from litevision.models import (
+    DataConfig,
+    Detector,
+    DetectorExport,
+    is_litevision_weights,
+    parse_model_spec,
+    resolve_data_config,
+    select_detections,
+)
 from litevision.utils.cpu import load_warning, machine_load, usable_cpus
 
 log = logging.getLogger(__name__)
@@ -140,7 +162,7 @@ def bench_model(
     warmup: int = 10,
     iters: int = 50,
     batch_iters: int = 10,
-    num_classes: int = 1000,
+    num_classes: int | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     model: nn.Module | None = None,
     data_config: DataConfig | None = None,
@@ -197,6 +219,8 @@ def bench_model(
                 continue
             try:
                 _measure(base, make, cfg, batch_size, warmup, iters, batch_iters, compiled=backend == "compile")
+                if isinstance(model, Detector) and backend == "eager":
+                    base.extra.update(detector_split_ms(model, cfg, warmup=warmup, iters=iters))
                 if crosscheck and backend == "eager":
                     run = make(batch_size)
                     base.extra["timm_style"] = timm_style_throughput(run, batch_size, warmup=max(3, warmup // 2),
@@ -205,6 +229,23 @@ def bench_model(
                 base.status, base.reason = "n/a", _reason(e)
             results.append(base)
     return results
+
+
+def detector_split_ms(model: Detector, cfg: DataConfig, *, warmup: int, iters: int) -> dict[str, float]:
+    """Median batch-1 milliseconds of a detector's network (with decoding) and of its post-processing."""
+    x = torch.randn(1, *cfg.input_size, generator=torch.Generator().manual_seed(0))
+    size = (int(cfg.input_size[1]), int(cfg.input_size[2]))
+    with torch.inference_mode():
+        raw = model.forward_raw(x)
+
+        def network() -> object:
+            return model.forward_raw(x)
+
+        def post() -> object:
+            return model.postprocess(raw, size)
+
+        return {"network_ms": round(time_calls(network, warmup=warmup, iters=iters).median_ms, 4),
+                "postprocess_ms": round(time_calls(post, warmup=warmup, iters=iters).median_ms, 4)}
 
 
 def _reason(e: BaseException) -> str:
@@ -256,8 +297,15 @@ def _runner_factory(backend: str, model: nn.Module, cfg: DataConfig, threads: in
         return make_torch
 
     path = tmp / "fp32.onnx"
+    detector = isinstance(model, Detector)
+    if detector and backend == "ort_int8":
+        raise UserError("INT8 is not offered for detectors")
     if not path.exists():  # exported once, shared by the fp32 and INT8 backends
-        export_onnx(copy.deepcopy(model), path, input_size=cfg.input_size, exporter=exporter)
+        if detector:
+            export_onnx(DetectorExport(copy.deepcopy(model), cfg.input_size[1:]), path, input_size=cfg.input_size,
+                        exporter=exporter, dynamic_hw=False, output_names=RAW_DETECTOR_OUTPUTS)
+        else:
+            export_onnx(copy.deepcopy(model), path, input_size=cfg.input_size, exporter=exporter)
     if backend == "ort_int8":
         calib = load_images(calibration, count=calibration_images, cfg=cfg, split="train")
         path = quantize_int8(path, tmp / "int8.onnx", calib).path
@@ -266,9 +314,14 @@ def _runner_factory(backend: str, model: nn.Module, cfg: DataConfig, threads: in
 
     def make_ort(batch: int) -> Runner:
         feed = {input_name: data(batch).numpy()}
+        size = (int(cfg.input_size[1]), int(cfg.input_size[2]))
 
         def run() -> object:
-            return session.run(None, feed)
+            out = session.run(None, feed)
+            if detector:  # the same post-processing as the eager detector
+                boxes, scores = (torch.from_numpy(o) for o in out)
+                return [select_detections(b, s, size, model.post) for b, s in zip(boxes, scores)]
+            return out
 
         return run
 

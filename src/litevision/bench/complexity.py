@@ -76,7 +76,8 @@ def count_complexity(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 22
     """Parameters and MACs of ``model`` for one input of ``input_size`` (C, H, W), evaluated in eval mode.
 
     ``input_size`` may also be a full shape with a leading batch dimension; MACs are then for that batch.
-    The model's train/eval mode is restored afterwards.
+    The model's train/eval mode is restored afterwards. A detector is counted without its post-processing
+    (``forward_raw``: the network, as detection papers count it).
     """
     shape = tuple(input_size)
     if len(shape) == 3 or (len(shape) == 4 and _is_video_like(model)):
@@ -89,7 +90,7 @@ def count_complexity(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 22
         dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
         x = torch.zeros(shape, device=device, dtype=dtype)
         with FlopCounterMode(display=False, custom_mapping=_flop_mapping()) as counter:
-            model(x)
+            getattr(model, "forward_raw", model)(x)
         flops = counter.get_total_flops()
         by_op = {str(k): int(v) // 2 for k, v in counter.get_flop_counts().get("Global", {}).items()}
     finally:

@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"comma-separated, or 'all' ({','.join(BACKENDS)})")
     add_input_size(p)
     p.add_argument("--in-chans", type=int, help="input channels (default: the model card's, 3 for peers)")
-    p.add_argument("--num-classes", type=int, default=1000, help="classifier outputs of a model built by name")
+    p.add_argument("--num-classes", type=int, help="classes of a model built by name (default: its card's, 1000 for "
+                                                   "ImageNet classifiers)")
     p.add_argument("--checkpoint", help="weights to load (one MODEL only)")
     p.add_argument("--batch-size", type=int, default=32, help="batch for throughput (latency is at batch 1)")
     p.add_argument("--threads", type=int, help="intra-op threads for every backend (default: all usable cores)")

@@ -24,7 +24,7 @@ from litevision.engine import evaluate_checkpoint
 from litevision.utils.optional import require
 
 REPORT_FILES = ("metrics.json", "per_class.csv", "confusion_matrix.*", "threshold_sweep.csv", "roc.png", "pr.png",
-                "class_map.png")
+                "class_map.png", "pr_curves.png", "detections.png")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", required=True, choices=FORMATS, help="what to write")
     add_output(p, "output folder", required=True)
     p.add_argument("--checkpoint", help="weights to load before exporting")
-    p.add_argument("--num-classes", type=int, default=1000, help="classifier outputs of a model built by name")
+    p.add_argument("--num-classes", type=int, help="classes of a model built by name (default: its card's, 1000 for "
+                                                   "ImageNet classifiers)")
     p.add_argument("--in-chans", type=int, help="input channels (default: the model card's, 3 for peers)")
     add_input_size(p)
     p.add_argument("--images", help="real images for the parity check and INT8 calibration: a folder or a dataset "
@@ -41,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reduce-range", choices=("auto", "yes", "no"), default="auto",
                    help="INT8: 7-bit weights for x86 CPUs without VNNI, where 8-bit ones can saturate "
                         "(auto: decided from this machine's CPU)")
+    p.add_argument("--nms", action="store_true",
+                   help="detectors: also write MODEL_nms.onnx with in-graph decoding and NonMaxSuppression "
+                        "(rows: batch, x1, y1, x2, y2, score, label)")
     p.set_defaults(func=run)
 
 
@@ -51,7 +55,7 @@ def _model_name(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_output_dir(args.output, export_files(_model_name(args), args.format), overwrite=args.overwrite)
+    check_output_dir(args.output, export_files(_model_name(args), args.format, nms=args.nms), overwrite=args.overwrite)
     try:
         result = export_model(
             args.model, args.format, args.output, checkpoint=args.checkpoint, num_classes=args.num_classes,
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             exporter=args.exporter, min_agreement=args.min_agreement, keep_se_float=not args.quantize_se,
             int8_policy=args.int8_policy, calibration_method=args.calibration_method,
             reduce_range={"auto": None, "yes": True, "no": False}[args.reduce_range],
-            runtimes=tuple(r.strip() for r in args.runtimes.split(",") if r.strip()),
+            runtimes=tuple(r.strip() for r in args.runtimes.split(",") if r.strip()), nms=args.nms,
         )
     except ExportError as e:
         if e.result is not None:

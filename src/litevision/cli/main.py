@@ -13,13 +13,13 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from litevision.cli import ablate, bench, compare, demo, export, hsi, info, modules, train
+from litevision.cli import ablate, bench, compare, demo, export, hsi, info, modules, predict, prune, train
 from litevision.cli import eval as eval_cmd
 from litevision.cli import list as list_cmd
 from litevision.errors import UserError
 from litevision.version import __version__
 
-COMMANDS = (list_cmd, info, modules, train, eval_cmd, bench, compare, export, ablate, demo, hsi)
+COMMANDS = (list_cmd, info, modules, train, eval_cmd, predict, bench, compare, export, prune, ablate, demo, hsi)
 
 
 def configure_logging(level: int = logging.INFO) -> None:

@@ -56,12 +56,15 @@ class TransformedDataset(Dataset):
     Keys are plain indices or ``(epoch, index)`` pairs (from :class:`ResumableSampler`). With ``seed`` set
     (training), the global RNGs are seeded from ``(seed, epoch, index)`` before the transform; ``None``
     (evaluation: deterministic transforms) leaves them alone. ``transform=None`` passes samples through.
+    ``joint=True``: the transform takes and returns ``(sample, target)`` (detection: boxes follow the image).
     """
 
-    def __init__(self, dataset: Dataset, transform: Callable[[Any], Any] | None, *, seed: int | None = None) -> None:
+    def __init__(self, dataset: Dataset, transform: Callable[..., Any] | None, *, seed: int | None = None,
+                 joint: bool = False) -> None:
         self.dataset = dataset
         self.transform = transform
         self.seed = seed
+        self.joint = joint
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -76,7 +79,7 @@ class TransformedDataset(Dataset):
         try:
             if self.seed is not None:
                 seed_all(self.seed, epoch, index)
-            return self.transform(sample), label
+            return self.transform(sample, label) if self.joint else (self.transform(sample), label)
         except Exception as e:  # e.g. an image PIL decoded but cannot transform: name the file, not the worker
             return BadSample(sample_name(self.dataset, index), f"{type(e).__name__}: {e}")
 

@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 
 from litevision.data._image import BadSample
+from litevision.data.detection import build_detection_transform, detection_formats
 from litevision.data.loader import TransformedDataset
 from litevision.data.registry import DATASETS, DataBundle, build_dataset
 from litevision.data.transforms import (
@@ -27,6 +28,8 @@ from litevision.errors import UserError
 from litevision.models import DataConfig, resolve_data_config
 
 SPLITS = ("train", "val", "test")
+# Folder datasets reading users' files: they take load_bundle's ``skip_bad``.
+FOLDER_DATASETS = ("folder", "detection_folder", "coco_detection", "voc_detection", "yolo_detection")
 log = logging.getLogger(__name__)
 
 
@@ -39,14 +42,17 @@ def absolute_data_path(name: str) -> str:
 
 def load_bundle(name: str, options: dict[str, Any] | None = None, *, root: str | None = None,
                 skip_bad: bool = False) -> DataBundle:
-    """A registered dataset, or ``name`` as a folder path (ImageFolder layout)."""
+    """A registered dataset, or ``name`` as a folder path: a detection dataset when it has the layout of one
+    (COCO, Pascal VOC, YOLO: :func:`~litevision.data.detection.detection_formats`), else an ImageFolder."""
     opts = dict(options or {})
-    if name not in DATASETS and (Path(name).is_dir() or os.sep in name):
+    is_path = name not in DATASETS and (Path(name).is_dir() or os.sep in name)
+    if is_path:
         opts.setdefault("root", name)
-        name = "folder"
     if root is not None:
         opts["root"] = root
-    if name == "folder":
+    if is_path:
+        name = "detection_folder" if detection_formats(opts["root"]) else "folder"
+    if name in FOLDER_DATASETS:
         opts.setdefault("skip_bad", skip_bad)
     try:
         return build_dataset(name, **opts)
@@ -153,3 +159,16 @@ def eval_dataset(bundle: DataBundle, data_config: DataConfig, split: str = "test
     """The ``split`` of ``bundle`` with the evaluation transform (resize, center crop, normalize)."""
     transform = None if bundle.kind == "tensor" else build_eval_transform(data_config)
     return TransformedDataset(split_dataset(bundle, split), transform, seed=None)
+
+
+def detection_train_dataset(bundle: DataBundle, data_config: DataConfig, aug: AugmentConfig, *, seed: int) -> Dataset:
+    """The training split with the detection training transform (boxes follow the image), augmentation seeded by
+    (seed, epoch, index); samples are ``(image tensor, target)``."""
+    transform = build_detection_transform(data_config, aug)
+    return TransformedDataset(split_dataset(bundle, "train"), transform, seed=seed, joint=True)
+
+
+def detection_eval_dataset(bundle: DataBundle, data_config: DataConfig, split: str = "test") -> Dataset:
+    """The ``split`` of ``bundle`` resized to the model input and normalized, boxes scaled with it."""
+    transform = build_detection_transform(data_config, None)
+    return TransformedDataset(split_dataset(bundle, split), transform, seed=None, joint=True)

@@ -27,7 +27,7 @@ _INTERPOLATION = {"bilinear": InterpolationMode.BILINEAR, "bicubic": Interpolati
 class AugmentConfig:
     """The ``aug:`` section of a training recipe (per-sample augmentation; mixup/cutmix act on batches)."""
 
-    crop: str = "rrc"  # "rrc" | "pad" | "none"
+    crop: str = "rrc"  # "rrc" | "pad" | "none"; detection: "iou" (SSD's random IoU crop) | "none"
     scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop area range
     ratio: tuple[float, float] = (3 / 4, 4 / 3)  # RandomResizedCrop aspect range
     pad: int = 4  # "pad" crop: pixels of zero padding on each side
@@ -43,6 +43,10 @@ class AugmentConfig:
     mixup_switch_prob: float = 0.5  # probability of cutmix instead of mixup when both are on
     mixup_mode: str = "batch"  # "batch" | "pair" | "elem"
     smoothing: float = 0.0  # label smoothing
+    # Detection only (data.detection.build_detection_transform); classification ignores them.
+    photometric: float = 0.0  # probability of SSD's photometric distortion (brightness, contrast, saturation, hue)
+    zoom_out: float = 0.0  # probability of SSD's zoom out: the image on a larger canvas filled with the mean colour
+    zoom_out_max: float = 2.0  # zoom out: largest canvas side / image side
 
 
 def interpolation_mode(name: str) -> InterpolationMode:

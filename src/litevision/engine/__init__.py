@@ -9,6 +9,7 @@ Library API (``litevision train`` / ``litevision eval`` are thin wrappers over t
 """
 
 from litevision.engine.config import ConfigError, TrainConfig, apply_overrides, list_recipes, load_config
+from litevision.engine.draw import denormalize, detection_grid, draw_detections
 from litevision.engine.evaluate import evaluate, evaluate_checkpoint
 from litevision.engine.inference import predict_logits, run_inference
 from litevision.engine.metrics import EvalReport, ThresholdOptions, ThresholdReport, compute_report
@@ -28,6 +29,9 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "compute_report",
+    "denormalize",
+    "detection_grid",
+    "draw_detections",
     "evaluate",
     "evaluate_checkpoint",
     "list_recipes",

@@ -41,7 +41,7 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor | tup
             x = x.to(device)
             if channels_last and x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-            model(x)
+            getattr(model, "forward_raw", model)(x)  # a detector: the network without its post-processing
             used += 1
     finally:
         for m, momentum in momenta.items():

@@ -404,13 +404,14 @@ def validate_config(cfg: TrainConfig) -> None:
         values = getattr(d, name)
         _check(values is None or (len(values) > 0 and (name == "mean" or all(v > 0 for v in values))),
                f"data.{name}", values, "one value per input channel" + (", all > 0" if name == "std" else ""))
-    _choice("aug.crop", a.crop, ("rrc", "pad", "none"))
+    _choice("aug.crop", a.crop, ("rrc", "pad", "none", "iou"))
     _check(0 < a.scale[0] <= a.scale[1] <= 1, "aug.scale", list(a.scale),
            "must be [low, high] with 0 < low <= high <= 1")
     _check(0 < a.ratio[0] <= a.ratio[1], "aug.ratio", list(a.ratio), "must be [low, high] with 0 < low <= high")
     _number("aug.pad", a.pad, low=0)
-    for key in ("hflip", "vflip", "re_prob", "mixup_prob", "mixup_switch_prob"):
+    for key in ("hflip", "vflip", "re_prob", "mixup_prob", "mixup_switch_prob", "photometric", "zoom_out"):
         _number(f"aug.{key}", getattr(a, key), low=0, high=1)
+    _number("aug.zoom_out_max", a.zoom_out_max, low=1)
     _number("aug.re_count", a.re_count, low=1)
     _choice("aug.re_mode", a.re_mode, ("const", "rand", "pixel"))
     _number("aug.mixup", a.mixup, low=0)

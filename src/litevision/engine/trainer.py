@@ -344,8 +344,8 @@ class Trainer:
         skipped = self.bundle.extra.get("skipped", [])
         self.bad_images: list[str] = [b.path for b in skipped]
         if self.main:
-            for b in skipped:
-                log.warning("skipped unreadable image %s: %s", b.path, b.error)
+            for b in skipped:  # unreadable images, bad annotations (detection data with skip_bad)
+                log.warning("left out %s: %s", b.path, b.error)
         self.history: list[dict[str, Any]] = []
         self.store = CheckpointStore(self.run_dir, keep=self.cfg.run.keep_checkpoints)
         self.logger = RunLogger(self.run_dir, metrics=self.task.logged_metrics, enabled=self.main,

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from litevision.errors import UserError
+from litevision.export.detection import export_detector
 from litevision.export.errors import ExportError
 from litevision.export.images import load_images
 from litevision.export.onnx import DEFAULT_OPSET, check_standard_ops, export_onnx, ort_session
@@ -36,6 +37,7 @@ from litevision.export.verify import (
 from litevision.layers.fuse import fuse_model
 from litevision.models import (
     DataConfig,
+    Detector,
     create_any_model,
     data_config_from_metadata,
     is_litevision_weights,
@@ -84,7 +86,7 @@ def export_model(
     output_dir: str | os.PathLike[str],
     *,
     checkpoint: str | os.PathLike[str] | None = None,
-    num_classes: int = 1000,
+    num_classes: int | None = None,
     in_chans: int | None = None,
     input_size: tuple[int, int] | tuple[int, int, int] | None = None,
     model: nn.Module | None = None,
@@ -101,6 +103,7 @@ def export_model(
     calibration_method: str = "percentile",
     reduce_range: bool | None = None,
     runtimes: Sequence[str] = RUNTIMES,
+    nms: bool = False,
 ) -> ExportResult:
     """Export ``model_spec`` (a litevision name, ``timm:<name>`` or ``tv:<name>``) as ``fmt`` into ``output_dir``.
 
@@ -114,6 +117,10 @@ def export_model(
     of :func:`litevision.export.quantize.quantize_int8`. ``runtimes``: where an ONNX export is verified —
     ``onnxruntime`` (batch 1 and ``verify_batch``, the exported file) and ``opencv`` (OpenCV DNN at batch 1, the
     fp32 graph); a runtime the model card lists in ``runtime_limits`` is skipped with the card's reason.
+    ``num_classes`` defaults to the model card's (1000 for ImageNet classifiers).
+
+    A detector is exported as its decoded outputs (``boxes``, ``scores``) for its input size, and with
+    ``nms=True`` also with in-graph ``NonMaxSuppression`` (:mod:`litevision.export.detection`); ``onnx`` only.
     """
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
@@ -134,6 +141,12 @@ def export_model(
                                                        in_chans=in_chans, input_size=input_size)
     else:
         cfg = data_config or resolve_data_config(model_spec, input_size, in_chans=in_chans)
+    if isinstance(model, Detector):
+        return _export_detector(model, str(model_spec), fmt, cfg, Path(output_dir), images=images,
+                                num_images=num_images, verify_batch=verify_batch, opset=opset, exporter=exporter,
+                                runtimes=runtimes, nms=nms)
+    if nms:
+        raise UserError(f"--nms is for detectors; {model_spec} is a classifier")
     reference = copy.deepcopy(model).eval()
     deploy = fuse_model(model if own_model else copy.deepcopy(model))  # never change the caller's model
     out_dir = Path(output_dir)
@@ -209,16 +222,40 @@ def export_model(
     return result
 
 
+def _export_detector(model: Detector, model_spec: str, fmt: str, cfg: DataConfig, out_dir: Path, *,
+                     images: str | os.PathLike[str] | None, num_images: int, verify_batch: int, opset: int,
+                     exporter: str, runtimes: Sequence[str], nms: bool) -> ExportResult:
+    if fmt != "onnx":
+        raise UserError(f"detectors are exported as onnx (raw outputs, --nms for in-graph NMS), not {fmt}")
+    notes: list[str] = []
+    inputs, real = _parity_inputs(cfg, images, num_images, notes, need_images=False)
+    log.info("export detector %s (input %s) into %s%s, then verify it against PyTorch", model_spec,
+             "x".join(map(str, cfg.input_size)), out_dir, " with in-graph NMS" if nms else "")
+    out = export_detector(model, model_spec, cfg, out_dir, stem=export_stem(model_spec), inputs=inputs, nms=nms,
+                          verify_batch=verify_batch, opset=opset, exporter=exporter, runtimes=runtimes)
+    result = ExportResult(model_spec, fmt, out["path"], cfg.input_size, model.num_classes, files=out["files"],
+                          checks=out["checks"], details={**out["details"], "real_images": real},
+                          notes=notes + out["notes"])
+    report = out_dir / f"{export_stem(model_spec)}.{fmt}.export.json"
+    report.write_text(json.dumps(result.to_dict(), indent=2, default=str))
+    result.files.append(report)
+    if not result.passed:
+        failed = "; ".join(f"{c.target} {c.inputs} batch {c.batch_size}: {c.message}" for c in result.checks
+                           if not c.passed)
+        raise ExportError(f"export of {model_spec} does not match eager PyTorch ({failed})", result=result)
+    return result
+
+
 def export_stem(model_spec: str) -> str:
     """The file-name stem of ``model_spec``'s exports (``timm:a/b`` -> ``timm_a_b``)."""
     return model_spec.replace(":", "_").replace("/", "_")
 
 
-def export_files(model_spec: str, fmt: str) -> list[str]:
+def export_files(model_spec: str, fmt: str, *, nms: bool = False) -> list[str]:
     """The names :func:`export_model` writes into its output folder for ``model_spec`` as ``fmt``."""
     stem = export_stem(model_spec)
-    files = {"onnx": [f"{stem}.onnx"], "onnx-int8": [f"{stem}.onnx", f"{stem}_int8.onnx"],
-             "torchscript": [f"{stem}.torchscript.pt"]}[fmt]
+    files = {"onnx": [f"{stem}.onnx", *([f"{stem}_nms.onnx"] if nms else [])],
+             "onnx-int8": [f"{stem}.onnx", f"{stem}_int8.onnx"], "torchscript": [f"{stem}.torchscript.pt"]}[fmt]
     return [*files, f"{stem}.{fmt}.export.json"]
 
 
@@ -256,7 +293,7 @@ def load_model_for_deploy(
     model_spec: str | None,
     *,
     checkpoint: str | os.PathLike[str] | None = None,
-    num_classes: int = 1000,
+    num_classes: int | None = None,
     in_chans: int | None = None,
     input_size: tuple[int, ...] | None = None,
 ) -> tuple[nn.Module, DataConfig, str]:

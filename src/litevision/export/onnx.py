@@ -21,7 +21,7 @@ import os
 import re
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,10 +62,14 @@ def export_onnx(
     exporter: str = "dynamo",
     dynamic_hw: bool | None = None,
     clean: bool = True,
+    output_names: Sequence[str] = (OUTPUT_NAME,),
+    dynamic_outputs: Mapping[str, Mapping[int, str]] | None = None,
 ) -> OnnxExport:
     """Export ``model`` (already in eval mode, fused if wanted) to ``path``, run the clean-up pass
     (:func:`litevision.export.cleanup.clean_onnx`: the conventional operator forms every runtime handles;
-    ``clean=False`` keeps the exporter's graph) and check its operator domains.
+    ``clean=False`` keeps the exporter's graph) and check its operator domains. ``output_names`` name the
+    model's outputs (a detector has ``boxes`` and ``scores``); their first axis is the batch unless
+    ``dynamic_outputs`` says otherwise (legacy exporter: ``{"detections": {0: "detections"}}``).
 
     The example input has batch 2 (torch.export specializes a dimension of size 1). ``dynamic_hw=None``
     asks the model's card (``card.export_dynamic_hw``; True for models without a card). Raises
@@ -91,9 +95,10 @@ def export_onnx(
     model.eval()
     with quiet_torch(), contextlib.redirect_stdout(io.StringIO()):
         if exporter == "dynamo":
-            _export_dynamo(model, example, path, opset, dynamic_hw, notes)
+            _export_dynamo(model, example, path, opset, dynamic_hw, notes, list(output_names))
         else:
-            _export_legacy(model, example, path, opset, dynamic_hw)
+            outputs = {name: {0: "batch"} for name in output_names} | dict(dynamic_outputs or {})
+            _export_legacy(model, example, path, opset, dynamic_hw, outputs)
     cleanup = clean_onnx(path).changed if clean else {}
     proto = onnx.load(str(path), load_external_data=False)
     dims = proto.graph.input[0].type.tensor_type.shape.dim
@@ -127,25 +132,26 @@ def quiet_torch() -> Iterator[None]:
 
 
 def _export_dynamo(model: nn.Module, example: torch.Tensor, path: Path, opset: int, dynamic_hw: bool,
-                   notes: list[str]) -> None:
+                   notes: list[str], output_names: list[str]) -> None:
     from torch.export import Dim
 
     batch = Dim("batch", min=1, max=65536)
     shapes = {0: batch, 2: Dim.AUTO, 3: Dim.AUTO} if dynamic_hw else {0: batch}
     try:
         program = torch.onnx.export(model, (example,), None, dynamo=True, opset_version=opset, verbose=False,
-                                    dynamic_shapes=(shapes,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
+                                    dynamic_shapes=(shapes,), input_names=[INPUT_NAME], output_names=output_names)
     except Exception as e:  # torch.export refuses the graph: say why instead of a 100-line trace
         raise ExportError(f"torch.onnx.export (dynamo) failed: {describe_error(e)}") from e
     program.save(str(path), external_data=False)
 
 
-def _export_legacy(model: nn.Module, example: torch.Tensor, path: Path, opset: int, dynamic_hw: bool) -> None:
+def _export_legacy(model: nn.Module, example: torch.Tensor, path: Path, opset: int, dynamic_hw: bool,
+                   outputs: Mapping[str, Mapping[int, str]]) -> None:
     axes = {0: "batch", 2: "height", 3: "width"} if dynamic_hw else {0: "batch"}
     try:
         torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: {0: "batch"}})
+                          input_names=[INPUT_NAME], output_names=list(outputs),
+                          dynamic_axes={INPUT_NAME: axes, **{k: dict(v) for k, v in outputs.items()}})
     except Exception as e:
         raise ExportError(f"torch.onnx.export (legacy) failed: {describe_error(e)}") from e
 

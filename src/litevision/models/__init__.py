@@ -18,6 +18,7 @@ from litevision.models._builder import (
 )
 from litevision.models._card import IMAGENET_MEAN, IMAGENET_STD, DataConfig, ModelCard, Paper, PaperFigures
 from litevision.models._contract import FeatureExtractor, LiteModel, feature
+from litevision.models._detection import Detector, DetectorExport, PostprocessCfg, check_targets, select_detections
 from litevision.models._peers import ModelSpec, create_any_model, parse_model_spec, resolve_data_config
 from litevision.models._saved import (
     WEIGHTS_FORMAT,
@@ -30,6 +31,7 @@ from litevision.models._saved import (
     save_weights,
     weights_metadata,
 )
+from litevision.models._structure import STRUCTURE_FORMAT, apply_structure, checkpoint_structure, model_structure
 from litevision.models._weights import CheckpointMismatchError, CheckpointReadError, load_checkpoint, read_state_dict
 
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
@@ -40,18 +42,25 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MODELS",
+    "STRUCTURE_FORMAT",
     "WEIGHTS_FORMAT",
     "CheckpointMismatchError",
     "CheckpointReadError",
     "DataConfig",
+    "Detector",
+    "DetectorExport",
     "FeatureExtractor",
     "LiteModel",
     "ModelCard",
     "ModelSpec",
     "Paper",
     "PaperFigures",
+    "PostprocessCfg",
     "Variant",
+    "apply_structure",
+    "checkpoint_structure",
     "create_any_model",
+    "check_targets",
     "create_model",
     "data_config_from_metadata",
     "feature",
@@ -62,6 +71,7 @@ __all__ = [
     "load_checkpoint",
     "load_trained_model",
     "load_weights",
+    "model_structure",
     "read_metadata",
     "read_state_dict",
     "register_family",
@@ -69,5 +79,6 @@ __all__ = [
     "resolve_data_config",
     "resolve_weights_path",
     "save_weights",
+    "select_detections",
     "weights_metadata",
 ]

@@ -17,8 +17,10 @@ from typing import Any
 
 from torch import nn
 
+from litevision.errors import UserError
 from litevision.models._card import DataConfig, ModelCard, Paper, PaperFigures
 from litevision.models._contract import FeatureExtractor
+from litevision.models._structure import apply_structure, checkpoint_structure
 from litevision.models._weights import load_checkpoint
 from litevision.modules.stitch import apply_stitch_specs
 from litevision.registry import Registry
@@ -55,6 +57,7 @@ def register_family(
     variants: Mapping[str, Variant],
     *,
     paper: Paper,
+    task: str = "classification",
     notes: str = "",
     data_config: DataConfig | None = None,
     export_dynamic_hw: bool = True,
@@ -64,7 +67,7 @@ def register_family(
     """Register every variant of a family: ``model_cls(cfg, *, num_classes, in_chans, **kwargs)`` builds it."""
     for name, v in variants.items():
         card = ModelCard(
-            family=family, paper=v.paper or paper, figures=v.figures,
+            family=family, task=task, paper=v.paper or paper, figures=v.figures,
             data_config=v.data_config or data_config or DataConfig(), reference=tuple(v.reference),
             export_dynamic_hw=export_dynamic_hw, runtime_limits=dict(runtime_limits or {}),
             notes=" ".join(filter(None, (notes, v.notes))), extra={**(extra or {}), **v.extra},
@@ -93,10 +96,12 @@ def _builder(family: str, model_cls: Callable[..., nn.Module], cfg: Any,
     return build
 
 
-def list_models(pattern: str = "*", *, family: str | None = None) -> list[str]:
-    """Sorted registered model names matching an fnmatch ``pattern`` (and ``family``, when given)."""
+def list_models(pattern: str = "*", *, family: str | None = None, task: str | None = None) -> list[str]:
+    """Sorted registered model names matching an fnmatch ``pattern`` (and ``family`` / ``task``, when given:
+    ``task="detection"`` lists the detectors, ``task="classification"`` the classifiers)."""
     names = MODELS.names(pattern)
-    return names if family is None else [n for n in names if MODELS.get(n).meta.family == family]
+    return [n for n in names if (family is None or MODELS.get(n).meta.family == family)
+            and (task is None or MODELS.get(n).meta.task == task)]
 
 
 def get_model_card(name: str) -> ModelCard:
@@ -106,7 +111,7 @@ def get_model_card(name: str) -> ModelCard:
 def create_model(
     name: str,
     *,
-    num_classes: int = 1000,
+    num_classes: int | None = None,
     in_chans: int | None = None,
     checkpoint_path: str | os.PathLike[str] | None = None,
     features_only: bool = False,
@@ -118,12 +123,17 @@ def create_model(
     ``overrides`` go to the family's explicit constructor (``drop_rate``, ``drop_path_rate``...) or replace
     fields of the variant's config (widths, depths...); ``None`` values are dropped so callers can forward
     optional CLI arguments, and an unknown keyword raises ``TypeError``. ``in_chans`` defaults to the card's
-    input channels (3 for images, 1 for a hyperspectral cube channel). ``checkpoint_path`` loads weights
-    (ours, torchvision, timm or the official layout, auto-detected). ``features_only=True`` returns a
-    :class:`FeatureExtractor` whose forward gives the stage outputs selected by ``out_indices``.
+    input channels (3 for images, 1 for a hyperspectral cube channel), ``num_classes`` the classes of the
+    paper's figures (1000 for ImageNet models, 90 for COCO detectors, 16 for Indian Pines).
+    ``checkpoint_path`` loads weights (ours, torchvision, timm or the official layout, auto-detected).
+    ``features_only=True`` returns a :class:`FeatureExtractor` whose forward gives the stage outputs selected
+    by ``out_indices``.
     ``stitch=[{"module": "eca", "where": "stages"}, ...]`` inserts plug-in modules (see
     :func:`litevision.modules.stitch.apply_stitch_specs`) after the checkpoint is loaded; it travels in
-    ``model.kwargs`` of training configs and weights metadata.
+    ``model.kwargs`` of training configs and weights metadata. ``structure`` (a pruned network's per-layer widths,
+    :func:`litevision.models.model_structure`) reshapes the model before ``checkpoint_path`` is loaded; a
+    weights file whose metadata holds a ``"structure"`` applies its own. With a structure the plug-in modules of
+    ``stitch`` are inserted first (the structure and the checkpoint cover them).
     """
     entry = MODELS.get(name)
     for arg, value, low in (("num_classes", num_classes, 0), ("in_chans", in_chans, 1)):
@@ -131,7 +141,12 @@ def create_model(
             raise TypeError(f"create_model({name!r}): {arg} must be an int >= {low}, got {value!r}")
     kwargs = {k: v for k, v in overrides.items() if v is not None}
     stitch_specs = kwargs.pop("stitch", None)  # plug-in modules to insert (litevision.modules.stitch)
+    structure = kwargs.pop("structure", None)  # a pruned network's widths (litevision.compress)
+    if structure is None and checkpoint_path is not None:
+        structure = checkpoint_structure(checkpoint_path)
     in_chans = entry.meta.input_size[0] if in_chans is None else in_chans
+    if num_classes is None:
+        num_classes = entry.meta.extra.get("paper_num_classes", 1000)
     try:
         model = entry.fn(num_classes=num_classes, in_chans=in_chans, **kwargs)
     except TypeError as e:
@@ -141,7 +156,17 @@ def create_model(
     model.card = entry.meta
     model.pretrained_cfg = {**entry.meta.to_dict(), "architecture": name}
     model.model_name = name
-    if checkpoint_path is not None:
+    if structure is not None:  # stitched modules first: the structure and the checkpoint cover them
+        if stitch_specs:
+            apply_stitch_specs(model, stitch_specs)
+        try:
+            apply_structure(model, structure)
+        except ValueError as e:
+            raise UserError(f"create_model({name!r}): {e}") from None
+        if checkpoint_path is not None:
+            load_checkpoint(model, checkpoint_path)
+        stitch_specs = None
+    elif checkpoint_path is not None:
         load_checkpoint(model, checkpoint_path)
     if stitch_specs:  # after the (base-model) checkpoint: the inserted modules start fresh
         apply_stitch_specs(model, stitch_specs)

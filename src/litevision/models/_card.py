@@ -97,6 +97,7 @@ class ModelCard:
 
     family: str
     paper: Paper
+    task: str = "classification"
     figures: PaperFigures = PaperFigures()
     data_config: DataConfig = DataConfig()
     reference: tuple[str, ...] = ()
@@ -113,7 +114,8 @@ class ModelCard:
         """A flat, JSON-friendly dict in timm's ``pretrained_cfg`` style (paper figures prefixed ``paper_``)."""
         f = self.figures
         return {
-            "family": self.family, "paper": self.paper.title, "paper_url": self.paper.url, "venue": self.paper.venue,
+            "family": self.family, "task": self.task, "paper": self.paper.title, "paper_url": self.paper.url,
+            "venue": self.paper.venue,
             "paper_params_m": f.params_m, "paper_macs_g": f.macs_g, "paper_top1": f.top1,
             "complexity_tol": f.complexity_tol, "params_fused": f.params_fused,
             **{k: v for k, v in self.data_config.to_dict().items() if k != "norm_source"},

@@ -50,7 +50,7 @@ def parse_model_spec(spec: str) -> ModelSpec:
 def create_any_model(
     spec: str,
     *,
-    num_classes: int = 1000,
+    num_classes: int | None = None,
     in_chans: int | None = None,
     checkpoint_path: str | os.PathLike[str] | None = None,
     checkpoint_num_classes: int | None = None,
@@ -63,8 +63,11 @@ def create_any_model(
     inputs (weights averaged over the RGB inputs, as timm does). ``in_chans`` defaults to the model card's
     (ours) or 3 (peers). ``checkpoint_num_classes``: the checkpoint's class count when it differs from
     ``num_classes`` (fine-tuning): the model is built with it, loaded, then its classifier reset.
+    ``num_classes`` defaults to the model card's (ours) or 1000 (peers).
     """
     parsed = parse_model_spec(spec)
+    if num_classes is None and parsed.source != "litevision":
+        num_classes = 1000  # ours default to the classes of their card's figures
     build_classes = checkpoint_num_classes or num_classes
     if parsed.source == "litevision":
         model = create_model(parsed.name, num_classes=build_classes, in_chans=in_chans,
@@ -79,7 +82,7 @@ def create_any_model(
         model.model_name = str(parsed)
         if checkpoint_path is not None:
             load_checkpoint(model, checkpoint_path)
-    if build_classes != num_classes:
+    if num_classes is not None and build_classes != num_classes:
         if not hasattr(model, "reset_classifier"):
             raise UserError(f"{spec} has no reset_classifier(); cannot change its head to {num_classes} classes")
         model.reset_classifier(num_classes)

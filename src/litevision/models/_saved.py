@@ -1,5 +1,6 @@
 """Trained weights as data: a ``.safetensors`` file whose metadata names the model, its constructor arguments,
-its classes and its input :class:`~litevision.models.DataConfig`, so it rebuilds without the recipe.
+its classes and its input :class:`~litevision.models.DataConfig` (and, for a pruned network, its per-layer
+widths under ``"structure"``), so it rebuilds without the recipe.
 
 ``litevision train`` writes such files (``best.safetensors`` / ``last.safetensors`` in a run folder);
 :func:`load_trained_model` reads one (or a run folder) back. Nothing here unpickles: safetensors holds tensors
@@ -110,7 +111,8 @@ def load_trained_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[st
     """Rebuild the model saved by ``litevision train`` (a weights file or a run folder): (eval-mode model, metadata).
 
     The metadata holds ``model``, ``model_kwargs``, ``num_classes``, ``class_names``, the input configuration
-    (:func:`data_config_from_metadata`), the ``task`` and the ``dataset`` it was trained on.
+    (:func:`data_config_from_metadata`), the ``task`` and the ``dataset`` it was trained on; a pruned network
+    also its ``structure`` (per-layer widths, applied before the weights are loaded).
     """
     p = resolve_weights_path(path)
     if p.suffix != ".safetensors":
@@ -118,7 +120,10 @@ def load_trained_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[st
     state, meta = load_weights(p)
     if meta.get("format") != WEIGHTS_FORMAT:
         raise UserError(f"{p}: has no litevision metadata; pass --model NAME (and --num-classes) to load it")
+    kwargs = dict(meta.get("model_kwargs") or {})
+    if isinstance(meta.get("structure"), dict):
+        kwargs.setdefault("structure", meta["structure"])
     model = create_any_model(meta["model"], num_classes=int(meta["num_classes"]),
-                             in_chans=int(meta["input_size"][0]), **(meta.get("model_kwargs") or {}))
+                             in_chans=int(meta["input_size"][0]), **kwargs)
     load_checkpoint(model, state)
     return model.eval(), meta

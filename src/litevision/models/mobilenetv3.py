@@ -17,7 +17,7 @@ load by position; timm's ``mobilenetv3_*`` keep the 1280-wide layer as a 1x1 con
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from torch import Tensor, nn
@@ -87,13 +87,26 @@ SMALL_ROWS = (
 @dataclass(frozen=True)
 class MobileNetV3Cfg:
     """``last_conv_chs``: the 1x1 conv before pooling (scaled by ``width_mult``); ``head_chs``: the
-    pooled hidden layer (not scaled)."""
+    pooled hidden layer (not scaled). ``reduced_tail``: the last stage, the last conv and the head at half
+    width (the MobileNetV3 paper's detection backbone, sec. 6.3; torchvision's ``reduced_tail=True``)."""
 
     rows: tuple[BneckRow, ...]
     last_conv_chs: int
     head_chs: int
     width_mult: float = 1.0
     stem_chs: int = 16
+    reduced_tail: bool = False
+
+    def tail_reduced(self) -> MobileNetV3Cfg:
+        """The config with the reduced tail applied: from the last stride-2 row on, outputs halved, and the
+        expansions after that row's own; last conv and head halved."""
+        if not self.reduced_tail:
+            return self
+        last = max(i for i, r in enumerate(self.rows) if r.stride > 1)
+        rows = [*self.rows[:last], replace(self.rows[last], out_chs=self.rows[last].out_chs // 2)]
+        rows += [replace(r, exp_chs=r.exp_chs // 2, out_chs=r.out_chs // 2) for r in self.rows[last + 1:]]
+        return replace(self, rows=tuple(rows), last_conv_chs=self.last_conv_chs // 2, head_chs=self.head_chs // 2,
+                       reduced_tail=False)
 
 
 def _se_layer(block_chs: int, block_in_chs: int) -> nn.Module:
@@ -114,6 +127,7 @@ class MobileNetV3(LiteModel):
         bn_eps: float = 1e-3,
     ) -> None:
         super().__init__()
+        cfg = cfg.tail_reduced()
         self.num_classes, self.in_chans, self.drop_rate = num_classes, in_chans, drop_rate
         chs = lambda c: make_divisible(c * cfg.width_mult, 8)  # noqa: E731
         in_chs = chs(cfg.stem_chs)

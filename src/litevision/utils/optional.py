@@ -18,6 +18,8 @@ EXTRAS = {
     "hsi": "hyperspectral scenes (Indian Pines from tensorly, .mat files)",
     "report": "plots (confusion matrix, ROC / PR, accuracy-vs-cost, classification maps)",
     "datasets": "scikit-learn's digits dataset",
+    "detection": "COCO detection metrics (pycocotools)",
+    "compress": "structured pruning (Torch-Pruning)",
 }
 
 

@@ -8,12 +8,16 @@ from litevision.engine.tasks.classification import (
     DistillationLoss,
     LogitsEvaluator,
 )
+from litevision.engine.tasks.detection import DetectionEvaluator, DetectionReport, DetectionTask
 from litevision.engine.tasks.hyperspectral import HSIEvaluator, HyperspectralTask
 
 __all__ = [
     "TASKS",
     "ClassificationEvaluator",
     "ClassificationTask",
+    "DetectionEvaluator",
+    "DetectionReport",
+    "DetectionTask",
     "DistillationLoss",
     "Evaluator",
     "HSIEvaluator",

@@ -1,0 +1,166 @@
+"""What every detector shares: the detector contract, post-processing and the parts of training that do not
+depend on the head (the SSD and the anchor-free families build on it).
+
+Contract (torchvision's detection models, with a batched tensor input so export and batching stay simple):
+
+* ``model(images)`` in eval mode -> one dict per image: ``boxes`` (N, 4) ``xyxy`` in input pixels, ``scores``
+  (N,) and ``labels`` (N,) in ``0 .. num_classes - 1`` (no background index: unlike torchvision, where label
+  0 is the background, our labels are the dataset's classes);
+* ``model(images, targets)`` in train mode -> a dict of losses (their sum is the training loss), ``targets``
+  one dict per image with ``boxes`` (M, 4) ``xyxy`` pixels and ``labels`` (M,);
+* ``model.forward_raw(images)`` -> the network's outputs before any decoding (what export starts from);
+* ``model.decode(raw, image_size)`` -> ``(boxes (B, A, 4), scores (B, A, C))``: every candidate box and its
+  per-class scores, in standard operators (the exported graph without NMS);
+* ``model.postprocess(raw, image_size)`` -> the per-image dicts: score threshold, per-class top-k, class-wise
+  NMS (``torchvision.ops.batched_nms``) and the per-image limit, with the settings in ``model.post``.
+
+Priors / anchor points depend on the input size: they are computed from the feature-map sizes of each call
+(and cached per size), so any input size works in eager mode; an export bakes those of the exported size into
+the graph as constants (:class:`DetectorExport`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops import batched_nms, clip_boxes_to_image
+
+Detections = list[dict[str, Tensor]]
+Targets = list[dict[str, Tensor]]
+
+
+@dataclass(frozen=True)
+class PostprocessCfg:
+    """Post-processing of :meth:`Detector.postprocess`: candidates scoring above ``score_thresh``, the best
+    ``topk_candidates`` per class, class-wise NMS at ``nms_thresh``, at most ``detections_per_img``."""
+
+    score_thresh: float = 0.01
+    nms_thresh: float = 0.5
+    topk_candidates: int = 300
+    detections_per_img: int = 100
+
+
+class Detector(nn.Module):
+    """Base class: subclasses provide :meth:`forward_raw`, :meth:`decode` and :meth:`loss`."""
+
+    task = "detection"
+    num_classes: int
+    in_chans: int
+
+    def __init__(self, post: PostprocessCfg) -> None:
+        super().__init__()
+        self.post = post
+
+    def forward(self, images: Tensor, targets: Targets | None = None) -> dict[str, Tensor] | Detections:
+        raw = self.forward_raw(images)
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        if self.training:
+            if targets is None:
+                raise ValueError(f"{type(self).__name__} in train mode needs targets (a list of dicts with boxes "
+                                 "and labels, one per image); call .eval() to detect")
+            return self.loss(raw, targets, size)
+        return self.postprocess(raw, size)
+
+    def forward_raw(self, images: Tensor) -> tuple[Tensor, ...]:
+        raise NotImplementedError
+
+    def decode(self, raw: tuple[Tensor, ...], image_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def loss(self, raw: tuple[Tensor, ...], targets: Targets, image_size: tuple[int, int]) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def set_postprocess(self, **changes: Any) -> None:
+        """Change the post-processing settings (``score_thresh``, ``nms_thresh``, ...)."""
+        self.post = replace(self.post, **changes)
+
+    def postprocess(self, raw: tuple[Tensor, ...], image_size: tuple[int, int]) -> Detections:
+        boxes, scores = self.decode(raw, image_size)
+        return [select_detections(b, s, image_size, self.post) for b, s in zip(boxes, scores)]
+
+    def reset_classifier(self, num_classes: int) -> None:
+        raise NotImplementedError(f"{type(self).__name__}: build it with num_classes instead")
+
+
+def select_detections(boxes: Tensor, scores: Tensor, image_size: tuple[int, int], post: PostprocessCfg
+                      ) -> dict[str, Tensor]:
+    """One image: (A, 4) boxes and (A, C) class scores -> its detections, torchvision's SSD algorithm: boxes
+    clipped to the image, per class the candidates above the threshold and the best ``topk_candidates`` of them,
+    NMS within each class, the ``detections_per_img`` best overall."""
+    boxes = clip_boxes_to_image(boxes, image_size)
+    all_boxes, all_scores, all_labels = [], [], []
+    for label in range(scores.shape[-1]):
+        score = scores[:, label]
+        keep = score > post.score_thresh
+        score, box = score[keep], boxes[keep]
+        score, idxs = score.topk(min(post.topk_candidates, score.numel()))
+        all_boxes.append(box[idxs])
+        all_scores.append(score)
+        all_labels.append(torch.full_like(idxs, label))
+    box, score, label = torch.cat(all_boxes), torch.cat(all_scores), torch.cat(all_labels)
+    keep = batched_nms(box, score, label, post.nms_thresh)[: post.detections_per_img]
+    return {"boxes": box[keep], "scores": score[keep], "labels": label[keep]}
+
+
+class BackboneTaps(nn.Module):
+    """Any registered classifier as a detection backbone: the outputs of its deepest stage at each of
+    ``reductions`` (e.g. 16 and 32 for SSD, 8 / 16 / 32 for the anchor-free heads). The stages after the last
+    one tapped, the neck and the classifier are replaced by ``Identity`` (no unused parameters)."""
+
+    def __init__(self, body: nn.Module, reductions: tuple[int, ...]) -> None:
+        super().__init__()
+        have = [f["reduction"] for f in body.feature_info]
+        missing = [r for r in reductions if r not in have]
+        if missing:
+            name = getattr(body, "model_name", type(body).__name__)
+            raise ValueError(f"backbone {name} has no stage of reduction {missing[0]} (its stages: {have})")
+        self.indices = tuple(max(i for i, h in enumerate(have) if h == r) for r in reductions)
+        self.out_channels = [body.feature_info[i]["num_chs"] for i in self.indices]
+        _drop_after(body, max(self.indices))
+        self.body = body
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        return self.body.forward_intermediates(x, self.indices)
+
+
+def _drop_after(body: nn.Module, last: int) -> None:
+    """Replace the stages after ``last``, the neck and the classifier head of ``body`` by ``Identity``."""
+    unused = {id(s) for s in list(body.stage_list())[last + 1:]} if hasattr(body, "stage_list") else set()
+    for module in list(body.modules()):
+        for child_name, child in list(module.named_children()):
+            if id(child) in unused:
+                setattr(module, child_name, nn.Identity())
+    for attr in ("neck", "head", "fc"):
+        if isinstance(getattr(body, attr, None), nn.Module):
+            setattr(body, attr, nn.Identity())
+
+
+class DetectorExport(nn.Module):
+    """The exportable part of a detector for one input size: images -> ``boxes`` (B, A, 4) ``xyxy`` pixels and
+    ``scores`` (B, A, C). Priors / anchor points are computed once for ``image_size`` and become constants of
+    the graph; NMS is left to the runtime (or added as ONNX ``NonMaxSuppression`` by the exporter)."""
+
+    def __init__(self, detector: Detector, image_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.detector = detector
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.detector.prepare_export(self.image_size)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        return self.detector.decode(self.detector.forward_raw(images), self.image_size)
+
+
+def check_targets(targets: Targets, num_classes: int) -> None:
+    """Boxes must be (M, 4) ``xyxy`` with positive size and labels within the classes."""
+    for i, t in enumerate(targets):
+        boxes, labels = t["boxes"], t["labels"]
+        if boxes.ndim != 2 or boxes.shape[-1] != 4 or labels.shape[0] != boxes.shape[0]:
+            raise ValueError(f"target {i}: boxes must be (M, 4) with M labels, got {tuple(boxes.shape)} and "
+                             f"{tuple(labels.shape)}")
+        if boxes.numel() and bool((boxes[:, 2:] <= boxes[:, :2]).any()):
+            raise ValueError(f"target {i}: a box has no area (xyxy expected): {boxes.tolist()[:3]}")
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+            raise ValueError(f"target {i}: labels must be in 0..{num_classes - 1}, got {labels.tolist()[:8]}")
