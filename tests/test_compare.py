@@ -127,3 +127,23 @@ def test_html_renders_in_headless_chromium(tmp_path):
     if png is None:
         pytest.skip("no chromium installed")
     assert png.read_bytes().startswith(PNG_MAGIC) and png.stat().st_size > 10_000
+
+
+def test_compare_detectors_reports_map_and_a_map_vs_latency_plot(tmp_path):
+    shapes = {"data": "shapes", "data_options": {"size": 96, "train": 32, "val": 8, "test": 12}}
+    report, paths = compare_models(
+        ["shufflenetv2_100_nano", "ssdlite320_mobilenetv3_large"], tmp_path, input_size=96, train=True,
+        recipe="detection/shapes_quick", overrides=["run.max_steps=2", "data.val_split=none", "data.batch_size=8"],
+        **shapes, **FAST)
+    assert report.setup["task"] == "detection" and report.setup["input_size"] == [3, 96, 96]
+    for row in report.rows:
+        assert row.status == "ok", row.error
+        assert 0 <= row.map <= 100 and 0 <= row.map50 <= 100 and row.top1 is None
+        assert row.latency_ms > 0 and row.macs > 0 and set(row.recall) == {"circle", "square", "triangle"}
+        assert row.exportable == "yes", row.export_note
+    metrics = json.loads((tmp_path / "models" / "shufflenetv2_100_nano" / "metrics.json").read_text())
+    assert metrics["stats"]["map"] == pytest.approx(report.rows[0].map)
+    md = paths["markdown"].read_text()
+    assert "AP50 %" in md and "Per-class AP" in md and "top-1" not in md
+    assert paths["map_vs_latency"].read_bytes().startswith(PNG_MAGIC)
+    assert (tmp_path / "per_class_ap.csv").is_file() and check_html(paths["html"]) == []

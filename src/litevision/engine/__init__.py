@@ -10,7 +10,7 @@ Library API (``litevision train`` / ``litevision eval`` are thin wrappers over t
 
 from litevision.engine.config import ConfigError, TrainConfig, apply_overrides, list_recipes, load_config
 from litevision.engine.draw import denormalize, detection_grid, draw_detections
-from litevision.engine.evaluate import evaluate, evaluate_checkpoint
+from litevision.engine.evaluate import evaluate, evaluate_checkpoint, evaluate_task
 from litevision.engine.inference import predict_logits, run_inference
 from litevision.engine.metrics import EvalReport, ThresholdOptions, ThresholdReport, compute_report
 from litevision.engine.tasks import Evaluator, Report, Task, list_tasks, register_task
@@ -34,6 +34,7 @@ __all__ = [
     "draw_detections",
     "evaluate",
     "evaluate_checkpoint",
+    "evaluate_task",
     "list_recipes",
     "list_tasks",
     "load_config",

@@ -1,5 +1,6 @@
-"""Evaluation entry points: :func:`evaluate` (a classifier on a dataset, the API behind comparison) and
-:func:`evaluate_checkpoint` (trained weights on their task's test set: what ``litevision eval`` runs)."""
+"""Evaluation entry points: :func:`evaluate` (a classifier on a dataset), :func:`evaluate_task` (any model on a
+split with its task's pipeline and metrics: what comparison runs) and :func:`evaluate_checkpoint` (trained
+weights on their task's test set: what ``litevision eval`` runs)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from litevision.data import load_bundle
+from litevision.data import DataBundle, load_bundle
 from litevision.data.loader import make_loader
 from litevision.engine.distributed import resolve_device
 from litevision.engine.inference import run_inference
 from litevision.engine.metrics import EvalReport, ThresholdOptions
-from litevision.engine.tasks import ClassificationEvaluator, Report, task_class
+from litevision.engine.tasks import ClassificationEvaluator, Report, Task, task_class
 from litevision.errors import UserError
-from litevision.models import create_any_model, data_config_from_metadata, load_trained_model
+from litevision.models import DataConfig, create_any_model, data_config_from_metadata, load_trained_model
 
 
 def evaluate(
@@ -103,21 +104,45 @@ def evaluate_checkpoint(
         meta = {"model": model_name}
     if input_size is not None:
         data_config = data_config.replace(input_size=(data_config.in_chans, input_size, input_size))
-    task = task_class(task_name, bundle)(bundle, data_config, class_names=class_names)
     dev = resolve_device(device)
     model = model.to(dev)
-    evaluator = task.evaluator(threshold=threshold) if threshold is not None else task.evaluator()
-    loader = make_loader(task.eval_dataset(split), batch_size=batch_size, workers=workers,
-                         collate_samples=task.collate)
-    skipped = run_inference(model, loader, evaluator.update, device=dev, skip_bad=skip_bad, progress=progress)
-    report = evaluator.compute(skipped=skipped, meta={
-        "checkpoint": str(checkpoint), "model": meta.get("model"), "dataset": data, "split": split,
-        "task": task.name, "input_size": list(data_config.input_size)})
+    report, task = evaluate_task(model, bundle, data_config, split, task_name=task_name, class_names=class_names,
+                                 threshold=threshold, device=dev, batch_size=batch_size, workers=workers,
+                                 skip_bad=skip_bad, progress=progress,
+                                 meta={"checkpoint": str(checkpoint), "model": meta.get("model"), "dataset": data})
     if out_dir is not None:
         report.save(out_dir, plots=plots)
         if plots:
             task.visualize(model, report, Path(out_dir), device=dev)
     return report
+
+
+def evaluate_task(
+    model: nn.Module,
+    bundle: DataBundle,
+    data_config: DataConfig,
+    split: str = "test",
+    *,
+    task_name: str = "auto",
+    class_names: Sequence[str] | None = None,
+    threshold: ThresholdOptions | None = None,
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+    workers: int = 0,
+    skip_bad: bool = False,
+    progress: bool = False,
+    meta: dict[str, Any] | None = None,
+) -> tuple[Report, Task]:
+    """Evaluate ``model`` on ``split`` of ``bundle`` with its task's data pipeline and metrics (the dataset's
+    task for ``auto``: classification, hyperspectral, detection); returns the report and the task."""
+    task = task_class(task_name, bundle)(bundle, data_config, class_names=class_names)
+    evaluator = task.evaluator(threshold=threshold) if threshold is not None else task.evaluator()
+    loader = make_loader(task.eval_dataset(split), batch_size=batch_size, workers=workers,
+                         collate_samples=task.collate)
+    skipped = run_inference(model, loader, evaluator.update, device=device, skip_bad=skip_bad, progress=progress)
+    report = evaluator.compute(skipped=skipped, meta={**(meta or {}), "split": split, "task": task.name,
+                                                      "input_size": list(data_config.input_size)})
+    return report, task
 
 
 def _run_data_section(path: Path) -> dict[str, Any]:

@@ -4,9 +4,11 @@ Each entry is a model spec (litevision name, ``timm:<name>``, ``tv:<name>``) or 
 weights file. A spec is trained on the spot with one recipe (``train=True``), loaded from
 ``checkpoints[spec]``, or - with a note in the report - evaluated with random weights. Then, for every
 model and with the same code: accuracy and per-class recall (and the threshold report for two classes)
-from :func:`litevision.engine.evaluate`, params and MACs at the input size, latency and throughput from
-:func:`litevision.bench.bench_model`, and exportability: an actual ONNX export with the standard-operator
-check and the parity checks of :func:`litevision.export.export_model` ("yes" only when both pass).
+from :func:`litevision.engine.evaluate` (detectors: COCO mAP, AP50, AP75 and per-class AP from
+:func:`litevision.engine.evaluate_task`; their latency includes the post-processing), params and MACs at the
+input size, latency and throughput from :func:`litevision.bench.bench_model`, and exportability: an actual
+ONNX export with the standard-operator check and the parity checks of :func:`litevision.export.export_model`
+("yes" only when both pass).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from litevision.bench import count_complexity
 from litevision.bench.benchmark import bench_model, default_threads
 from litevision.bench.timing import fixed_threads
 from litevision.data import DataBundle, data_config_for, eval_dataset, load_bundle, split_dataset
-from litevision.engine import ThresholdOptions, evaluate, load_config
+from litevision.engine import ThresholdOptions, evaluate, evaluate_task, load_config
 from litevision.engine import train as train_run
 from litevision.errors import UserError
 from litevision.export import ExportError, export_model
@@ -127,7 +129,7 @@ def compare_models(
                                  export_check, exporter, out))
     setup = {
         "dataset": data, "split": split, "num_samples": len(split_dataset(bundle, split)),
-        "num_classes": bundle.num_classes,
+        "num_classes": bundle.num_classes, "task": bundle.task,
         "input_size": [bundle.in_chans, size, size], "backend": backend, "threads": threads,
         "bench_batch": bench_batch, "recipe": recipe if train else None, "overrides": list(overrides) if train else [],
         "torch": torch.__version__, "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
@@ -227,14 +229,23 @@ def _measure(entry: _Entry, bundle: DataBundle, data: str, split: str, threshold
     spec, model, cfg = entry.spec, entry.model.eval(), entry.data_config
     row = CompareRow(model=spec, weights=entry.weights, backend=backend, train_seconds=entry.train_seconds)
     try:
-        report = evaluate(model, eval_dataset(bundle, cfg, split), class_names=bundle.class_names,
-                          threshold=threshold, batch_size=128,
-                          meta={"model": spec, "dataset": data, "split": split, "input_size": list(cfg.input_size)})
-        report.save(out / "models" / _safe(spec), plots=False)
-        row.top1, row.top5 = report.top1, report.top5
-        row.balanced_accuracy, row.macro_f1 = report.balanced_accuracy, report.macro_f1
-        row.recall = {c.name: (None if c.recall != c.recall else c.recall) for c in report.per_class}
-        row.threshold_line = report.threshold.line() if report.threshold else None
+        if bundle.task == "detection":
+            det, _ = evaluate_task(model, bundle, cfg, split, class_names=bundle.class_names, batch_size=16,
+                                   meta={"model": spec, "dataset": data})
+            det.save(out / "models" / _safe(spec), plots=False)
+            metrics = det.metrics()
+            row.map, row.map50, row.map75 = metrics["map"], metrics["map50"], metrics["map75"]
+            row.recall = {c.name: c.ap for c in det.per_class}
+        else:
+            report = evaluate(model, eval_dataset(bundle, cfg, split), class_names=bundle.class_names,
+                              threshold=threshold, batch_size=128,
+                              meta={"model": spec, "dataset": data, "split": split,
+                                    "input_size": list(cfg.input_size)})
+            report.save(out / "models" / _safe(spec), plots=False)
+            row.top1, row.top5 = report.top1, report.top5
+            row.balanced_accuracy, row.macro_f1 = report.balanced_accuracy, report.macro_f1
+            row.recall = {c.name: (None if c.recall != c.recall else c.recall) for c in report.per_class}
+            row.threshold_line = report.threshold.line() if report.threshold else None
         complexity = count_complexity(model, cfg.input_size)
         row.params, row.macs = complexity.params, complexity.macs
     except Exception as e:
@@ -252,16 +263,19 @@ def _measure(entry: _Entry, bundle: DataBundle, data: str, split: str, threshold
     if export_check:
         row.exportable, note = _exportable(spec, model, cfg, data, exporter, out)
         row.export_note = "; ".join(n for n in (row.export_note, note) if n)
-    log.info(f"{spec}: top-1 {row.top1:.2f}%  params {row.params / 1e6:.2f}M  MACs {row.macs / 1e6:.1f}M  "
+    quality = f"mAP {row.map:.2f}%" if row.map is not None else f"top-1 {row.top1 or float('nan'):.2f}%"
+    log.info(f"{spec}: {quality}  params {row.params / 1e6:.2f}M  MACs {row.macs / 1e6:.1f}M  "
         f"latency {row.latency_ms or float('nan'):.2f} ms  exportable {row.exportable}")
     return row
 
 
 def _exportable(spec: str, model: nn.Module, cfg: Any, data: str, exporter: str, out: Path) -> tuple[str, str]:
-    """("yes" | "no", reason): export to ONNX and run the standard-domain and parity checks."""
+    """("yes" | "no", reason): export to ONNX and run the standard-domain and parity checks (a detector: its
+    decoded outputs, and with in-graph NMS)."""
+    detector = getattr(model, "task", "") == "detection"
     try:
-        export_model(spec, "onnx", out / "exports" / _safe(spec), model=model, data_config=cfg, images=data,
-                     exporter=exporter)
+        export_model(spec, "onnx", out / "exports" / _safe(spec), model=model, data_config=cfg,
+                     images=None if detector else data, exporter=exporter, nms=detector)
     except ExportError as e:
         return "no", str(e).splitlines()[0][:200]
     except Exception as e:  # the exporter itself crashed: not deployable as is

@@ -16,13 +16,16 @@ from typing import Any
 from litevision.utils.optional import require
 
 # what CompareReport.write puts in the report folder, and the sub-folders compare_models fills
-REPORT_FILES = ("compare.md", "compare.csv", "compare.json", "per_class_recall.csv", "accuracy_vs_*.png", "index.html")
+REPORT_FILES = ("compare.md", "compare.csv", "compare.json", "per_class_recall.csv", "per_class_ap.csv",
+                "accuracy_vs_*.png", "map_vs_*.png", "index.html")
 REPORT_FOLDERS = ("models", "exports")
 
 
 @dataclass
 class CompareRow:
-    """One model in a comparison. Accuracy figures are percentages; ``status`` is ``ok`` or ``failed``."""
+    """One model in a comparison. Accuracy figures are percentages; ``status`` is ``ok`` or ``failed``.
+    Classifiers fill ``top1`` ... ``recall`` (per-class recall); detectors ``map``, ``map50``, ``map75`` and
+    ``recall`` with the per-class AP."""
 
     model: str
     weights: str
@@ -32,6 +35,9 @@ class CompareRow:
     top5: float | None = None
     balanced_accuracy: float | None = None
     macro_f1: float | None = None
+    map: float | None = None
+    map50: float | None = None
+    map75: float | None = None
     recall: dict[str, float | None] = field(default_factory=dict)
     threshold_line: str | None = None
     params: int | None = None
@@ -62,30 +68,45 @@ class CompareReport:
         return {"setup": self.setup, "rows": [asdict(r) for r in self.rows], "skipped": self.skipped,
                 "notes": self.notes}
 
+    @property
+    def detection(self) -> bool:
+        return self.setup.get("task") == "detection"
+
+    def _metric_columns(self) -> list[tuple[str, str]]:
+        """(row field, column title) of the quality columns: accuracy for classifiers, COCO AP for detectors."""
+        if self.detection:
+            return [("map", "mAP@[.5:.95] %"), ("map50", "AP50 %"), ("map75", "AP75 %")]
+        return [("top1", "top-1 %"), ("balanced_accuracy", "bal. acc %")]
+
     def markdown(self) -> str:
         s = self.setup
+        metric = ("COCO box AP by pycocotools (`litevision.engine.evaluate_task`)" if self.detection
+                  else "`litevision.engine.evaluate`")
+        cols = self._metric_columns()
         lines = [
             "# Model comparison", "",
             f"Test set: **{s.get('dataset')}** ({s.get('split')}, {s.get('num_samples')} images), input "
-            f"{_size(s.get('input_size'))}, one metric code (`litevision.engine.evaluate`). Speed: "
-            f"{s.get('backend')} backend, {s.get('threads')} thread(s), latency at batch 1 (median / p90), "
-            f"throughput at batch {s.get('bench_batch')}; MACs at the input size.", "",
-            "| model | weights | top-1 % | bal. acc % | params (M) | MACs (M) | latency ms (median / p90) | "
-            "img/s | ONNX, standard ops |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---|",
+            f"{_size(s.get('input_size'))}, one metric code ({metric}). Speed: "
+            f"{s.get('backend')} backend, {s.get('threads')} thread(s), latency at batch 1 (median / p90)"
+            + (", post-processing included" if self.detection else "")
+            + f", throughput at batch {s.get('bench_batch')}; MACs at the input size.", "",
+            "| model | weights | " + " | ".join(t for _, t in cols) + " | params (M) | MACs (M) | "
+            "latency ms (median / p90) | img/s | ONNX, standard ops |",
+            "|---|---|" + "---:|" * len(cols) + "---:|---:|---:|---:|---|",
         ]
         for r in self.rows:
             if r.status != "ok":
-                lines.append(f"| {r.model} | {r.weights} | failed: {_md(r.error)} | | | | | | |")
+                lines.append(f"| {r.model} | {r.weights} | failed: {_md(r.error)} |" + " |" * (len(cols) + 5))
                 continue
             lines.append(
-                f"| {r.model} | {r.weights} | {_f(r.top1, 2)} | {_f(r.balanced_accuracy, 2)} | "
+                f"| {r.model} | {r.weights} | " + " | ".join(_f(getattr(r, k), 2) for k, _ in cols) + " | "
                 f"{_f(r.params and r.params / 1e6, 3)} | {_f(r.macs and r.macs / 1e6, 1)} | "
                 f"{_f(r.latency_ms, 2)} / {_f(r.latency_p90_ms, 2)} | {_f(r.throughput, 1)} | "
                 f"{r.exportable}{' (' + _md(r.export_note) + ')' if r.export_note else ''} |")
         classes = self.class_names()
         if classes:
-            lines += ["", "## Per-class recall (%)", "", "| model | " + " | ".join(classes) + " |",
+            title = "Per-class AP@[.5:.95] (%)" if self.detection else "Per-class recall (%)"
+            lines += ["", f"## {title}", "", "| model | " + " | ".join(classes) + " |",
                       "|---|" + "---:|" * len(classes)]
             for r in self.rows:
                 if r.status == "ok":
@@ -108,8 +129,9 @@ class CompareReport:
         """Write compare.md / .csv / .json, per_class_recall.csv, the two plots and index.html."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        per_class = "per_class_ap.csv" if self.detection else "per_class_recall.csv"
         paths = {"markdown": out / "compare.md", "csv": out / "compare.csv", "json": out / "compare.json",
-                 "recall_csv": out / "per_class_recall.csv"}
+                 "recall_csv": out / per_class}
         paths["markdown"].write_text(self.markdown())
         paths["json"].write_text(json.dumps(self.to_dict(), indent=2, default=str))
         flat = [r.flat() for r in self.rows]
@@ -134,20 +156,27 @@ class CompareReport:
         return paths
 
     def plots(self) -> dict[str, bytes]:
-        """``accuracy_vs_macs`` and ``accuracy_vs_throughput`` scatter plots as PNG bytes (matplotlib Agg)."""
+        """Quality against cost as PNG bytes (matplotlib Agg): ``accuracy_vs_macs`` and ``accuracy_vs_throughput``
+        for classifiers, ``map_vs_latency`` and ``map_vs_macs`` for detectors."""
         matplotlib = require("matplotlib", "report")
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
 
-        ok = [r for r in self.rows if r.status == "ok" and r.top1 is not None]
-        specs = {"accuracy_vs_macs": ("Accuracy vs MACs", "MACs (M) at " + _size(self.setup.get("input_size")),
-                                      lambda r: r.macs / 1e6 if r.macs else None),
-                 "accuracy_vs_throughput": ("Accuracy vs throughput", f"throughput (img/s, "
-                                            f"{self.setup.get('backend')}, batch {self.setup.get('bench_batch')})",
-                                            lambda r: r.throughput)}
+        key, ylabel = (("map", "mAP@[.5:.95] (%)") if self.detection else ("top1", "top-1 (%)"))
+        ok = [r for r in self.rows if r.status == "ok" and getattr(r, key) is not None]
+        macs = ("MACs (M) at " + _size(self.setup.get("input_size")), lambda r: r.macs / 1e6 if r.macs else None)
+        if self.detection:
+            specs = {"map_vs_latency": ("mAP vs latency", f"latency (ms, batch 1, {self.setup.get('backend')}, "
+                                        "post-processing included)", lambda r: r.latency_ms),
+                     "map_vs_macs": ("mAP vs MACs", *macs)}
+        else:
+            specs = {"accuracy_vs_macs": ("Accuracy vs MACs", *macs),
+                     "accuracy_vs_throughput": ("Accuracy vs throughput", f"throughput (img/s, "
+                                                f"{self.setup.get('backend')}, batch {self.setup.get('bench_batch')})",
+                                                lambda r: r.throughput)}
         out = {}
         for name, (title, xlabel, getx) in specs.items():
-            points = [(getx(r), r.top1, r.model) for r in ok if getx(r)]
+            points = [(getx(r), getattr(r, key), r.model) for r in ok if getx(r)]
             if not points:  # no model was measured: no plot with meaningless axes
                 continue
             fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
@@ -157,7 +186,7 @@ class CompareReport:
             if points and max(p[0] for p in points) / max(min(p[0] for p in points), 1e-9) > 20:
                 ax.set_xscale("log")
             ax.set_xlabel(xlabel)
-            ax.set_ylabel(f"top-1 (%) on {self.setup.get('dataset')}")
+            ax.set_ylabel(f"{ylabel} on {self.setup.get('dataset')}")
             ax.grid(True, alpha=0.3)
             ax.margins(x=0.25, y=0.15)  # room for the labels
             ax.set_title(title)
@@ -172,8 +201,9 @@ class CompareReport:
         """One self-contained page: setup, table, per-class recall, threshold lines, embedded plots."""
         e = html.escape
         s = self.setup
-        head = ["model", "weights", "top-1 %", "bal. acc %", "macro F1 %", "params (M)", "MACs (M)",
-                "latency ms median", "p90", "img/s", "ONNX, standard ops"]
+        cols = self._metric_columns() + ([] if self.detection else [("macro_f1", "macro F1 %")])
+        head = ["model", "weights", *(t for _, t in cols), "params (M)", "MACs (M)", "latency ms median", "p90",
+                "img/s", "ONNX, standard ops"]
         body = []
         for r in self.rows:
             if r.status != "ok":
@@ -181,7 +211,7 @@ class CompareReport:
                             f"<td colspan='{len(head) - 2}' class='err'>failed: {e(r.error)}</td></tr>")
                 continue
             export = e(r.exportable) + (f" <small>({e(r.export_note)})</small>" if r.export_note else "")
-            cells = [e(r.model), e(r.weights), _f(r.top1, 2), _f(r.balanced_accuracy, 2), _f(r.macro_f1, 2),
+            cells = [e(r.model), e(r.weights), *(_f(getattr(r, k), 2) for k, _ in cols),
                      _f(r.params and r.params / 1e6, 3), _f(r.macs and r.macs / 1e6, 1), _f(r.latency_ms, 2),
                      _f(r.latency_p90_ms, 2), _f(r.throughput, 1), export]
             body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -204,7 +234,8 @@ class CompareReport:
             "<table>", "<tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>", *body, "</table>",
         ]
         if classes:
-            parts += ["<h2>Per-class recall (%)</h2>", "<table>",
+            title = "Per-class AP@[.5:.95] (%)" if self.detection else "Per-class recall (%)"
+            parts += [f"<h2>{title}</h2>", "<table>",
                       "<tr><th>model</th>" + "".join(f"<th>{e(c)}</th>" for c in classes) + "</tr>", recall_rows,
                       "</table>"]
         lines = [r for r in self.rows if r.threshold_line]
