@@ -76,11 +76,13 @@ def predict_images(weights: str | os.PathLike[str], files: Sequence[str | os.Pat
     detector = meta.get("task") == "detection" or getattr(model, "task", "") == "detection"
     out = []
     if detector:
+        if score_thresh is not None:  # also below the model's own threshold
+            model.set_postprocess(score_thresh=score_thresh)
         transform = build_detection_transform(cfg, None)
         for path, img in zip(paths, images):
             x, target = transform(img, make_target(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), image_id=0))
             det = model(x[None].to(device))[0]
-            keep = det["scores"] >= (model.post.score_thresh if score_thresh is None else score_thresh)
+            keep = det["scores"] >= model.post.score_thresh
             h, w = img.height, img.width
             scale = torch.tensor([w / x.shape[-1], h / x.shape[-2], w / x.shape[-1], h / x.shape[-2]])
             boxes = (det["boxes"][keep].cpu() * scale).tolist()

@@ -1,0 +1,102 @@
+"""Detection through the one trainer: a run folder with COCO metrics and pictures, eval / predict / export from
+it, and exact resume after SIGKILL with the detection augmentations and EMA on."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from litevision.cli.main import main as cli_main
+from litevision.engine import load_config, train
+
+SHAPES = "data.options={size: 64, train: 32, val: 8, test: 12}"
+
+
+def tiny(tmp_path: Path, name: str, *extra: str) -> list[str]:
+    """A seconds-long detection run: the shapes set at 64 px, the nano detector on ShuffleNetV2 0.5x."""
+    return ["model.name=shufflenetv2_100_nano", "model.kwargs={backbone: shufflenetv2_050}", "data.name=shapes",
+            SHAPES, "data.input_size=64", "data.batch_size=8", "sched.epochs=2", "run.threads=1", "run.log_every=1",
+            f"run.output={tmp_path}", f"run.name={name}", "run.progress=false", *extra]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("det")
+    result = train(load_config("detection/shapes_quick", tiny(tmp, "run", "ema.enabled=true")))
+    return result.run_dir
+
+
+def test_run_folder_has_coco_metrics_and_pictures(run_dir: Path) -> None:
+    for name in ("best.safetensors", "last.safetensors", "results.json", "eval/metrics.json", "eval/per_class.csv",
+                 "eval/pr_curves.png", "eval/detections.png"):
+        assert (run_dir / name).is_file(), name
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["task"] == "detection" and results["updates"] == 8
+    assert 0 <= results["test_map"] <= 100 and "test_map50" in results
+    assert "val_map" in (run_dir / "log.csv").read_text().splitlines()[0] or "ema_val_map" in (
+        run_dir / "log.csv").read_text().splitlines()[0]
+
+
+def test_eval_predict_and_export_from_the_run(run_dir: Path, tmp_path: Path, capsys) -> None:
+    assert cli_main(["eval", str(run_dir), "--output", str(tmp_path / "eval"), "--json"]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert set(metrics["stats"]) >= {"map", "map50", "map75", "map_small", "map_medium", "map_large"}
+    image = tmp_path / "a.png"
+    Image.new("RGB", (100, 80), (30, 90, 160)).save(image)
+    assert cli_main(["predict", str(run_dir), str(image), "--output", str(tmp_path / "pred"),
+                     "--score-thresh", "0"]) == 0
+    rows = json.loads((tmp_path / "pred" / "detections.json").read_text())
+    assert rows and {"image_id", "category_id", "bbox", "score"} <= set(rows[0])
+    assert all(0 <= r["bbox"][0] <= 100 and 0 <= r["bbox"][1] <= 80 for r in rows)  # original image pixels
+    assert Image.open(tmp_path / "pred" / "a.png").size == (100, 80)
+    assert cli_main(["predict", str(run_dir), str(tmp_path / "missing.png"), "--output", str(tmp_path / "p2")]) == 2
+    assert "missing.png" in capsys.readouterr().err
+    assert cli_main(["export", str(run_dir), "--format", "onnx", "--nms", "--exporter", "legacy",
+                     "--output", str(tmp_path / "onnx")]) == 0
+    assert (tmp_path / "onnx" / "shufflenetv2_100_nano_nms.onnx").is_file()
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "litevision.cli.main", "train", "detection/shapes_quick", *args]
+
+
+def test_resume_after_sigkill_is_bitwise_identical(tmp_path: Path) -> None:
+    sets = tiny(tmp_path, "x", "sched.epochs=3", "run.deterministic=true", "run.checkpoint_every=2",
+                "aug.crop=iou", "aug.zoom_out=0.5", "aug.photometric=0.5", "aug.hflip=0.5", "ema.enabled=true",
+                "ema.decay=0.9")
+    args = [a for s in sets if not s.startswith("run.name=") for a in ("--set", s)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    reference = subprocess.Popen(_cli(*args, "--name", "reference"), env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)
+    killed = subprocess.Popen(_cli(*args, "--name", "killed"), env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    pointer = tmp_path / "killed" / "last.json"
+    deadline = time.monotonic() + 300
+    while killed.poll() is None and time.monotonic() < deadline:
+        try:
+            step = json.loads(pointer.read_text())["step"]
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            step = 0
+        if step >= 2:
+            killed.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    assert killed.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    resumed = subprocess.run([sys.executable, "-m", "litevision.cli.main", "train", "--resume",
+                              str(tmp_path / "killed")], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _, err = reference.communicate()
+    assert reference.returncode == 0, err[-3000:]
+    a, b = load_file(tmp_path / "reference" / "last.safetensors"), load_file(tmp_path / "killed" / "last.safetensors")
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert a.keys() == b.keys() and not different, different[:5]
