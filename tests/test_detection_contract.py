@@ -152,3 +152,10 @@ def test_either_head_on_any_backbone(backbone: str) -> None:
 def test_backbone_without_the_strides_is_named() -> None:
     with pytest.raises(ValueError, match="hybridsn.*reduction|no stage of reduction"):
         lv.create_model("shufflenetv2_100_nano", backbone="hybridsn")
+
+
+def test_cli_lists_detectors(capsys) -> None:
+    from litevision.cli.main import main
+
+    assert main(["list", "--task", "detection"]) == 0
+    assert capsys.readouterr().out.split() == DETECTORS
