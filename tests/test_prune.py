@@ -127,6 +127,15 @@ def test_pruned_model_contract(name: str, variant: str, tmp_path: Path) -> None:
         assert y.shape == (shape[0], CLASSES) and torch.isfinite(y).all()
         outputs.append((x, y))
     x, y = outputs[0]
+    widths = {}  # plug-in modules (SE, CBAM, a stitched ECA) say their new width
+    hooks = [m.register_forward_hook(lambda mod, i, o: widths.__setitem__(mod, i[0].shape[1]))
+             for m in pruned.modules() if type(m).__module__.startswith("litevision.modules.")
+             and isinstance(getattr(m, "out_channels", None), int)]
+    with torch.no_grad():
+        pruned(x)
+    for h in hooks:
+        h.remove()
+    assert all(m.out_channels == c for m, c in widths.items())
     with torch.no_grad():
         assert pruned.forward_head(pruned.forward_features(x), pre_logits=True).shape[1] == pruned.num_features
         _close(lv.fuse_model(copy.deepcopy(pruned))(x), y)
@@ -248,7 +257,7 @@ def test_lsnet_prunes_ska_weight_rows() -> None:
         assert ls.lkp.norm.num_groups == ls.lkp.weight_rows
     # one LS convolution: rows 0 and 3 removed = channels {block * G + row}; zero inputs there, same outputs
     torch.manual_seed(0)
-    ls = _lively(create_model("lsnet_t")).eval().blocks2[1].mixer
+    ls = next(m for m in _lively(create_model("lsnet_t")).eval().modules() if isinstance(m, LSConv))
     channels, rows_total = ls.bn.num_features, ls.lkp.weight_rows
     idxs = sorted(b * rows_total + r for b in range(channels // rows_total) for r in (0, 3))
     keep = [c for c in range(channels) if c not in idxs]
@@ -296,6 +305,25 @@ def test_lcnet_prunes_dtconv_banks_consistently() -> None:
         pruner.prune_in_channels(dt, drop_in)
         pruner.prune_out_channels(dt, drop_out)
         _close(dt(x[:, keep_in]), expected, 1e-5)
+
+
+def test_hybridsn_spectral_fold_maps_each_channel_to_its_bands() -> None:
+    """DepGraph maps a removed 3-D channel c to the 2-D conv's inputs c·D ... c·D + D - 1 (the fold of the
+    spectral axis): zeroed channels pruned away leave the output unchanged."""
+    torch.manual_seed(0)
+    model = create_model("hybridsn").eval()
+    conv = model.stages[2].conv
+    drop = [3, 7, 20]
+    x = torch.randn(2, 1, 30, 25, 25)
+    with torch.no_grad():
+        conv.weight[drop], conv.bias[drop] = 0, 0
+        expected = model(x)
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=x[:1])
+    graph.get_pruning_group(conv, tp.prune_conv_out_channels, idxs=drop).prune()
+    depth = model.stages[3][1].conv.in_channels // conv.out_channels
+    assert model.stages[3][1].conv.in_channels == (32 - len(drop)) * depth
+    with torch.no_grad():
+        _close(model(x), expected, 1e-5)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -410,7 +438,6 @@ def _cli(argv: list[str]) -> int:
         return int(e.code or 0)
 
 
-@pytest.mark.slow
 def test_cli_fine_tunes_the_pruned_network(tmp_path: Path) -> None:
     out = tmp_path / "out"
     rc = cli_main(["prune", "mobilenetv3_small_075", "--target-macs", "0.5", "--importance", "taylor",

@@ -445,7 +445,7 @@ class ShuffleBottleneckPruner:
 # the plan: which module of this model is opaque, frozen, ignored, pruned outside DepGraph
 
 
-def _is_plugin(module: nn.Module) -> bool:
+def is_plugin(module: nn.Module) -> bool:
     mod = type(module).__module__
     return mod.startswith("litevision.modules.") and mod != "litevision.modules.stitch"
 
@@ -496,7 +496,7 @@ class PrunePlan:
 
 
 @torch.no_grad()
-def _probe(model: nn.Module, example: Tensor, modules: Sequence[nn.Module]) -> dict[nn.Module, tuple]:
+def probe(model: nn.Module, example: Tensor, modules: Sequence[nn.Module]) -> dict[nn.Module, tuple]:
     """(input channels, output channels, output size) of ``modules`` in one forward pass."""
     found: dict[nn.Module, tuple] = {}
     handles = []
@@ -555,9 +555,9 @@ def build_plan(model: nn.Module, example: Tensor, ignored: Sequence[nn.Module] =
             plan.pruners.setdefault(kind, make_pruner(OPAQUE[kind], plan))
         elif isinstance(module, FROZEN):
             frozen.append(module)
-        elif _is_plugin(module) and not isinstance(module, NATIVE_PLUGINS):
+        elif is_plugin(module) and not isinstance(module, NATIVE_PLUGINS):
             frozen.append(module)
-        if _is_plugin(module):  # a plug-in's own submodules are its business
+        if is_plugin(module):  # a plug-in's own submodules are its business
             plugins_done.update(module.modules())
         if isinstance(module, LSConv):
             plan.ska_lkp[module.ska] = module.lkp
@@ -568,7 +568,7 @@ def build_plan(model: nn.Module, example: Tensor, ignored: Sequence[nn.Module] =
         plan.opaque.append(module)
         plan.pruners.setdefault(type(module), make_pruner(FrozenPruner, plan))
         plan.ignored.append(module)
-    shapes = _probe(model, example, plan.opaque)
+    shapes = probe(model, example, plan.opaque)
     missing = [type(m).__name__ for m in plan.opaque if m not in shapes]
     if missing:
         raise RuntimeError(f"modules that did not run in the forward pass: {missing[:3]}")

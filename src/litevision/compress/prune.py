@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from litevision.bench import count_complexity
-from litevision.compress._custom import ChannelScorer, GuardedImportance, PrunePlan, build_plan
+from litevision.compress._custom import ChannelScorer, GuardedImportance, build_plan, is_plugin, probe
 from litevision.errors import UserError
 from litevision.layers import ClassifierHead
 from litevision.models import DataConfig, model_structure, save_weights, weights_metadata
@@ -157,8 +157,9 @@ def _search(pruner: _Pruner, macs0: int, target: float, max_ratio: float
         if hi is None:
             if r >= max_ratio:
                 break
-            r = min(max_ratio, 1.0 - (1.0 - r) * math.sqrt(target / f))
-            r = max(r, lo + 0.25 * (max_ratio - lo)) if r <= lo + 1e-3 else r
+            step = (1.0 - r) * (1.0 - math.sqrt(target / f))
+            # on a plateau (widths kept intact, coarse steps) the MACs barely follow the ratio: take longer strides
+            r = min(max_ratio, r + max(step, 0.05, (max_ratio - r) / 3 if step < 0.05 else 0.0))
         else:
             if hi - lo < 1e-3:
                 break
@@ -224,7 +225,7 @@ class _Pruner:
                     carry = inner.prune_to(ratio * (step + 1) / self.steps, scorer, carry)
         for p in work.parameters():
             p.grad = None
-        _sync_metadata(work, self.example, plan)
+        _sync_metadata(work, self.example)
         size = tuple(self.example.shape[1:])
         macs = count_complexity(work, (1, *size) if self.example.dim() == 5 else size).macs
         return work.eval(), macs
@@ -262,8 +263,12 @@ def _example(model: nn.Module, input_size: Sequence[int] | None, example: Tensor
 
 
 @torch.no_grad()
-def _sync_metadata(model: nn.Module, example: Tensor, plan: PrunePlan) -> None:
-    """Widths other code reads from attributes: ``num_features``, ``feature_info``, the heads' input widths."""
+def _sync_metadata(model: nn.Module, example: Tensor) -> None:
+    """Widths other code reads from attributes: ``num_features``, ``feature_info``, the heads' input widths, the
+    plug-in modules' ``out_channels``."""
+    plugins = [m for m in model.modules() if is_plugin(m) and isinstance(getattr(m, "out_channels", None), int)]
+    for module, (_, out_chs, _) in probe(model, example, plugins).items():
+        module.out_channels = out_chs
     for module in model.modules():
         if isinstance(module, ClassifierHead):
             fc, hidden = module.fc, module.hidden

@@ -134,13 +134,16 @@ def prune_model(
     cfg = _fine_tune_config(fine_tune, overrides, data, data_options) if fine_tune else None
     if cfg is not None and data is None and not is_litevision_weights(model):
         data, data_options = cfg.data.name, {**cfg.data.options, **({"root": cfg.data.root} if cfg.data.root else {})}
+    if cfg is not None and input_size is None and cfg.data.input_size:
+        input_size = (cfg.data.input_size,)  # prune where the recipe trains
+    if importance == "taylor" and data is None and not (
+            is_litevision_weights(model) and read_metadata(resolve_weights_path(model)).get("dataset")):
+        raise UserError("--importance taylor needs training batches: pass --data DATASET")
     out = Path(output)
 
     net, kwargs, class_names, data_config, bundle = _load_source(model, name, checkpoint, num_classes, data,
                                                                  data_options, input_size)
     tune_bundle = _fine_tune_data(cfg, net) if cfg is not None else None
-    if importance == "taylor" and bundle is None:
-        raise UserError("--importance taylor needs training batches: pass --data DATASET")
     calibration = _calibration(bundle, data_config, calibration_batches, batch_size) if importance == "taylor" else None
     size = _count_size(name, data_config, input_size)
     log.info("pruning %s (%s importance) at input %s", name, importance, "x".join(map(str, size)))
