@@ -147,3 +147,26 @@ def test_compare_detectors_reports_map_and_a_map_vs_latency_plot(tmp_path):
     assert "AP50 %" in md and "Per-class AP" in md and "top-1" not in md
     assert paths["map_vs_latency"].read_bytes().startswith(PNG_MAGIC)
     assert (tmp_path / "per_class_ap.csv").is_file() and check_html(paths["html"]) == []
+
+
+
+def test_compare_before_and_after_pruning_side_by_side(tmp_path):
+    import litevision as lv
+    from litevision.compress import save_pruned
+    from litevision.models import data_config_from_metadata, load_trained_model
+
+    first, _ = compare_models(["mobilenetv2_035"], tmp_path / "a", input_size=32, train=True,
+                              overrides=["run.max_steps=2", "data.val_split=none"], export_check=False, **TINY, **FAST)
+    run = tmp_path / "a" / "runs" / "mobilenetv2_035"
+    model, meta = load_trained_model(run)
+    result = lv.prune(model, target_macs=0.5, input_size=(3, 32, 32))
+    pruned = save_pruned(tmp_path / "pruned.safetensors", result, model_name="mobilenetv2_035",
+                         class_names=meta["class_names"], data_config=data_config_from_metadata(meta))
+    report, paths = compare_models([str(run), str(pruned)], tmp_path / "b", export_check=False, ort_latency=True,
+                                   **TINY, **FAST)
+    before, after = report.rows
+    assert before.model == "mobilenetv2_035" and after.model.startswith("mobilenetv2_035 (pruned to ")
+    assert after.macs < 0.55 * before.macs and after.params < before.params
+    assert before.ort_latency_ms > 0 and after.ort_latency_ms > 0
+    assert "onnxruntime ms" in paths["markdown"].read_text()
+    assert sorted(p.name for p in (tmp_path / "b" / "models").iterdir())[1].startswith("mobilenetv2_035_pruned_to_")

@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="recipe override for --train, e.g. sched.epochs=2 (repeatable)")
     p.add_argument("--backend", default="eager", choices=("eager", "channels_last", "ort", "ort_int8"),
                    help="backend for latency / throughput")
+    p.add_argument("--ort-latency", action="store_true",
+                   help="also time each model's ONNX export in onnxruntime at batch 1 (a second latency column)")
     p.add_argument("--threads", type=int, help="threads for evaluation and timing (default: all usable cores)")
     p.add_argument("--bench-batch", type=int, default=32, help="batch for throughput (images)")
     p.add_argument("--iters", type=int, default=30, help="timed calls at batch 1")
@@ -61,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         args.models, args.output, data=args.data, data_options=parse_key_values(args.data_opt, "--data-opt") or None,
         split=args.split, input_size=square_size(args.input_size), train=args.train, recipe=args.recipe,
         overrides=args.overrides, checkpoints=checkpoints, threshold=threshold_options(args), backend=args.backend,
+        ort_latency=args.ort_latency,
         threads=args.threads, bench_batch=args.bench_batch, iters=args.iters, export_check=not args.no_export_check,
         exporter=args.exporter,
     )

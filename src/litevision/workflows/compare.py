@@ -60,6 +60,10 @@ class _Entry:
     data_config: DataConfig
     weights: str
     train_seconds: float | None = None
+    label: str = ""  # the row's name: the spec, or e.g. "mobilenetv2_100 (pruned to 50% MACs)"
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.spec
 
 
 def compare_models(
@@ -83,12 +87,14 @@ def compare_models(
     export_check: bool = True,
     exporter: str = "dynamo",
     skip_missing: bool = False,
+    ort_latency: bool = False,
 ) -> tuple[CompareReport, dict[str, Path]]:
     """Compare ``models`` and write the report into ``output_dir``; returns (report, written paths).
 
     ``input_size`` is the square input side shared by all models (default: the trained models' size,
     else the recipe's ``data.input_size``, else the first model card's). ``skip_missing`` skips names that
-    are not registered (with a note) instead of failing before any work starts.
+    are not registered (with a note) instead of failing before any work starts. ``ort_latency`` also times
+    every model's ONNX export in onnxruntime (batch 1), next to the ``backend`` latency.
     """
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -126,7 +132,7 @@ def compare_models(
             if entry.weights == "random":
                 notes.append(f"{entry.spec}: random weights (no checkpoint, no --train): its accuracy is chance level")
             rows.append(_measure(entry, bundle, data, split, threshold, backend, threads, bench_batch, warmup, iters,
-                                 export_check, exporter, out))
+                                 export_check, exporter, out, ort_latency and backend != "ort"))
     setup = {
         "dataset": data, "split": split, "num_samples": len(split_dataset(bundle, split)),
         "num_classes": bundle.num_classes, "task": bundle.task,
@@ -194,7 +200,8 @@ def _prepare(spec: str, bundle: DataBundle, data: str, data_options: Mapping[str
         model, meta = load_trained_model(path)
         if meta.get("num_classes") != bundle.num_classes:
             raise UserError(f"{path} predicts {meta.get('num_classes')} classes, {data} has {bundle.num_classes}")
-        return _Entry(str(meta["model"]), model, data_config_from_metadata(meta), f"checkpoint {path}")
+        return _Entry(str(meta["model"]), model, data_config_from_metadata(meta), f"checkpoint {path}",
+                      label=_compressed_label(str(meta["model"]), meta))
     if spec in checkpoints:
         model = create_any_model(spec, num_classes=bundle.num_classes, in_chans=bundle.in_chans,
                                  checkpoint_path=checkpoints[spec])
@@ -223,16 +230,26 @@ def _prepare(spec: str, bundle: DataBundle, data: str, data_options: Mapping[str
     return _Entry(spec, model.eval(), data_config_for(spec, bundle, input_size=size), "random")
 
 
+def _compressed_label(name: str, meta: Mapping[str, Any]) -> str:
+    """``name`` with what compression did to it (a pruned network carries its structure in the metadata)."""
+    pruned = meta.get("structure") or (meta.get("model_kwargs") or {}).get("structure")
+    if not pruned:
+        return name
+    fraction = (meta.get("pruning") or {}).get("macs_fraction")
+    return f"{name} (pruned to {fraction:.0%} MACs)" if fraction else f"{name} (pruned)"
+
+
 def _measure(entry: _Entry, bundle: DataBundle, data: str, split: str, threshold: ThresholdOptions | None,
              backend: str, threads: int, bench_batch: int, warmup: int, iters: int, export_check: bool,
-             exporter: str, out: Path) -> CompareRow:
+             exporter: str, out: Path, ort_latency: bool = False) -> CompareRow:
     spec, model, cfg = entry.spec, entry.model.eval(), entry.data_config
-    row = CompareRow(model=spec, weights=entry.weights, backend=backend, train_seconds=entry.train_seconds)
+    name = _safe(entry.label)
+    row = CompareRow(model=entry.label, weights=entry.weights, backend=backend, train_seconds=entry.train_seconds)
     try:
         if bundle.task == "detection":
             det, _ = evaluate_task(model, bundle, cfg, split, class_names=bundle.class_names, batch_size=16,
                                    meta={"model": spec, "dataset": data})
-            det.save(out / "models" / _safe(spec), plots=False)
+            det.save(out / "models" / name, plots=False)
             metrics = det.metrics()
             row.map, row.map50, row.map75 = metrics["map"], metrics["map50"], metrics["map75"]
             row.recall = {c.name: c.ap for c in det.per_class}
@@ -241,7 +258,7 @@ def _measure(entry: _Entry, bundle: DataBundle, data: str, split: str, threshold
                               threshold=threshold, batch_size=128,
                               meta={"model": spec, "dataset": data, "split": split,
                                     "input_size": list(cfg.input_size)})
-            report.save(out / "models" / _safe(spec), plots=False)
+            report.save(out / "models" / name, plots=False)
             row.top1, row.top5 = report.top1, report.top5
             row.balanced_accuracy, row.macro_f1 = report.balanced_accuracy, report.macro_f1
             row.recall = {c.name: (None if c.recall != c.recall else c.recall) for c in report.per_class}
@@ -252,16 +269,19 @@ def _measure(entry: _Entry, bundle: DataBundle, data: str, split: str, threshold
         row.status, row.error = "failed", f"evaluation: {_reason(e)}"
         log.info(f"{spec}: {row.error}")
         return row
-    result = bench_model(spec, model=model, data_config=cfg, backends=(backend,), batch_size=bench_batch,
-                         threads=threads, warmup=warmup, iters=iters, batch_iters=max(3, iters // 5),
-                         exporter=exporter, calibration=data)[0]
+    results = bench_model(spec, model=model, data_config=cfg, backends=(backend, "ort") if ort_latency else (backend,),
+                          batch_size=bench_batch, threads=threads, warmup=warmup, iters=iters,
+                          batch_iters=max(3, iters // 5), exporter=exporter, calibration=data)
+    result = results[0]
+    if ort_latency and results[1].status == "ok" and results[1].latency is not None:
+        row.ort_latency_ms = results[1].latency.median_ms
     if result.status == "ok" and result.latency is not None:
         row.latency_ms, row.latency_p90_ms, row.throughput = (result.latency.median_ms, result.latency.p90_ms,
                                                              result.throughput)
     else:
         row.export_note = f"benchmark n/a: {result.reason}"
     if export_check:
-        row.exportable, note = _exportable(spec, model, cfg, data, exporter, out)
+        row.exportable, note = _exportable(spec, model, cfg, data, exporter, out / "exports" / name)
         row.export_note = "; ".join(n for n in (row.export_note, note) if n)
     quality = f"mAP {row.map:.2f}%" if row.map is not None else f"top-1 {row.top1 or float('nan'):.2f}%"
     log.info(f"{spec}: {quality}  params {row.params / 1e6:.2f}M  MACs {row.macs / 1e6:.1f}M  "
@@ -269,12 +289,12 @@ def _measure(entry: _Entry, bundle: DataBundle, data: str, split: str, threshold
     return row
 
 
-def _exportable(spec: str, model: nn.Module, cfg: Any, data: str, exporter: str, out: Path) -> tuple[str, str]:
+def _exportable(spec: str, model: nn.Module, cfg: Any, data: str, exporter: str, out_dir: Path) -> tuple[str, str]:
     """("yes" | "no", reason): export to ONNX and run the standard-domain and parity checks (a detector: its
     decoded outputs, and with in-graph NMS)."""
     detector = getattr(model, "task", "") == "detection"
     try:
-        export_model(spec, "onnx", out / "exports" / _safe(spec), model=model, data_config=cfg,
+        export_model(spec, "onnx", out_dir, model=model, data_config=cfg,
                      images=None if detector else data, exporter=exporter, nms=detector)
     except ExportError as e:
         return "no", str(e).splitlines()[0][:200]
@@ -284,7 +304,11 @@ def _exportable(spec: str, model: nn.Module, cfg: Any, data: str, exporter: str,
 
 
 def _safe(spec: str) -> str:
-    return spec.replace(":", "_").replace("/", "_")
+    """A folder name for a row: ``timm:a/b`` -> ``timm_a_b``, ``m (pruned to 50% MACs)`` ->
+    ``m_pruned_to_50pct_MACs``."""
+    for old, new in ((":", "_"), ("/", "_"), (" (", "_"), (")", ""), (" ", "_"), ("%", "pct")):
+        spec = spec.replace(old, new)
+    return spec
 
 
 def _reason(e: BaseException) -> str:

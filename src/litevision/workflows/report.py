@@ -46,6 +46,7 @@ class CompareRow:
     latency_ms: float | None = None
     latency_p90_ms: float | None = None
     throughput: float | None = None
+    ort_latency_ms: float | None = None  # onnxruntime batch-1 latency, when asked for beside the main backend
     exportable: str = "not checked"
     export_note: str = ""
     train_seconds: float | None = None
@@ -83,6 +84,7 @@ class CompareReport:
         metric = ("COCO box AP by pycocotools (`litevision.engine.evaluate_task`)" if self.detection
                   else "`litevision.engine.evaluate`")
         cols = self._metric_columns()
+        ort = any(r.ort_latency_ms is not None for r in self.rows)
         lines = [
             "# Model comparison", "",
             f"Test set: **{s.get('dataset')}** ({s.get('split')}, {s.get('num_samples')} images), input "
@@ -91,8 +93,8 @@ class CompareReport:
             + (", post-processing included" if self.detection else "")
             + f", throughput at batch {s.get('bench_batch')}; MACs at the input size.", "",
             "| model | weights | " + " | ".join(t for _, t in cols) + " | params (M) | MACs (M) | "
-            "latency ms (median / p90) | img/s | ONNX, standard ops |",
-            "|---|---|" + "---:|" * len(cols) + "---:|---:|---:|---:|---|",
+            "latency ms (median / p90) | " + ("onnxruntime ms | " if ort else "") + "img/s | ONNX, standard ops |",
+            "|---|---|" + "---:|" * len(cols) + "---:|---:|---:|" + ("---:|" if ort else "") + "---:|---|",
         ]
         for r in self.rows:
             if r.status != "ok":
@@ -101,7 +103,8 @@ class CompareReport:
             lines.append(
                 f"| {r.model} | {r.weights} | " + " | ".join(_f(getattr(r, k), 2) for k, _ in cols) + " | "
                 f"{_f(r.params and r.params / 1e6, 3)} | {_f(r.macs and r.macs / 1e6, 1)} | "
-                f"{_f(r.latency_ms, 2)} / {_f(r.latency_p90_ms, 2)} | {_f(r.throughput, 1)} | "
+                f"{_f(r.latency_ms, 2)} / {_f(r.latency_p90_ms, 2)} | "
+                + (f"{_f(r.ort_latency_ms, 2)} | " if ort else "") + f"{_f(r.throughput, 1)} | "
                 f"{r.exportable}{' (' + _md(r.export_note) + ')' if r.export_note else ''} |")
         classes = self.class_names()
         if classes:
@@ -202,8 +205,9 @@ class CompareReport:
         e = html.escape
         s = self.setup
         cols = self._metric_columns() + ([] if self.detection else [("macro_f1", "macro F1 %")])
+        ort = any(r.ort_latency_ms is not None for r in self.rows)
         head = ["model", "weights", *(t for _, t in cols), "params (M)", "MACs (M)", "latency ms median", "p90",
-                "img/s", "ONNX, standard ops"]
+                *(["onnxruntime ms"] if ort else []), "img/s", "ONNX, standard ops"]
         body = []
         for r in self.rows:
             if r.status != "ok":
@@ -213,7 +217,8 @@ class CompareReport:
             export = e(r.exportable) + (f" <small>({e(r.export_note)})</small>" if r.export_note else "")
             cells = [e(r.model), e(r.weights), *(_f(getattr(r, k), 2) for k, _ in cols),
                      _f(r.params and r.params / 1e6, 3), _f(r.macs and r.macs / 1e6, 1), _f(r.latency_ms, 2),
-                     _f(r.latency_p90_ms, 2), _f(r.throughput, 1), export]
+                     _f(r.latency_p90_ms, 2), *([_f(r.ort_latency_ms, 2)] if ort else []), _f(r.throughput, 1),
+                     export]
             body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
         classes = self.class_names()
         recall_rows = "".join(
