@@ -195,7 +195,8 @@ def families(threads: int, rounds: int, per_round: int, work: Path) -> list[dict
     for n in lv.list_models(task="classification"):
         card = lv.get_model_card(n)
         best = reps.get(card.family)
-        if best is None or (card.paper_macs_g or float("inf")) < (lv.get_model_card(best).paper_macs_g or float("inf")):
+        macs = card.figures.macs_g or float("inf")
+        if best is None or macs < (lv.get_model_card(best).figures.macs_g or float("inf")):
             reps[card.family] = n
     rows = []
     for fam, name in sorted(reps.items()):
@@ -238,13 +239,24 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--per-round", type=int, default=5)
     p.add_argument("--families", action="store_true", help="also the per-family latency table")
+    p.add_argument("--only-families", action="store_true",
+                   help="only the per-family table, merged into --output when it exists (its other parts kept)")
     p.add_argument("--work", default="/tmp/litevision-deploy-cpu", help="exports and training runs")
     p.add_argument("--output", default=str(ROOT / "results" / "deploy_cpu.json"))
     args = p.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    out = Path(args.output)
     result: dict = {"threads": args.threads, "torch": torch.__version__, "machine": cpu_description(),
                     "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if args.only_families:
+        kept = json.loads(out.read_text()) if out.exists() else {}
+        with fixed_threads(args.threads):
+            kept["families"] = families(args.threads, args.rounds, args.per_round, work)
+        kept["families_load"], kept["families_date"] = summarize_loads(LOADS), result["date"]
+        out.write_text(json.dumps(kept, indent=2))
+        print(f"wrote {out}")
+        return
     with fixed_threads(args.threads):
         result["deploy_vs_torchvision"] = deploy_vs_torchvision(args.threads, args.rounds, args.per_round, work)
         print(json.dumps(result["deploy_vs_torchvision"], indent=1), flush=True)
@@ -259,7 +271,6 @@ def main() -> None:
 
     result["onnxruntime"] = onnxruntime.__version__
     result["load"] = summarize_loads(LOADS)
-    out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")

@@ -91,16 +91,14 @@ def select_detections(boxes: Tensor, scores: Tensor, image_size: tuple[int, int]
     clipped to the image, per class the candidates above the threshold and the best ``topk_candidates`` of them,
     NMS within each class, the ``detections_per_img`` best overall."""
     boxes = clip_boxes_to_image(boxes, image_size)
-    all_boxes, all_scores, all_labels = [], [], []
-    for label in range(scores.shape[-1]):
-        score = scores[:, label]
-        keep = score > post.score_thresh
-        score, box = score[keep], boxes[keep]
-        score, idxs = score.topk(min(post.topk_candidates, score.numel()))
-        all_boxes.append(box[idxs])
-        all_scores.append(score)
-        all_labels.append(torch.full_like(idxs, label))
-    box, score, label = torch.cat(all_boxes), torch.cat(all_scores), torch.cat(all_labels)
+    # All classes at once: the best ``topk_candidates`` boxes of each class, then those above the threshold.
+    # The same set as thresholding first (the best k of those above it are the ones of the best k above it),
+    # in the same class-major, best-first order, without a Python loop over the classes.
+    top, idx = scores.topk(min(post.topk_candidates, scores.shape[0]), dim=0)
+    top, idx = top.T, idx.T
+    keep = top > post.score_thresh
+    label = keep.nonzero()[:, 0]
+    box, score = boxes[idx[keep]], top[keep]
     keep = batched_nms(box, score, label, post.nms_thresh)[: post.detections_per_img]
     return {"boxes": box[keep], "scores": score[keep], "labels": label[keep]}
 
