@@ -4,11 +4,7 @@ it, and exact resume after SIGKILL with the detection augmentations and EMA on."
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +12,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from helpers.resume import kill_resume_and_reference
 from litevision.cli.main import main as cli_main
 from litevision.engine import load_config, train
 
@@ -75,28 +72,7 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path: Path) -> None:
                 "aug.crop=iou", "aug.zoom_out=0.5", "aug.photometric=0.5", "aug.hflip=0.5", "ema.enabled=true",
                 "ema.decay=0.9")
     args = [a for s in sets if not s.startswith("run.name=") for a in ("--set", s)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    reference = subprocess.Popen(_cli(*args, "--name", "reference"), env=env, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE, text=True)
-    killed = subprocess.Popen(_cli(*args, "--name", "killed"), env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    pointer = tmp_path / "killed" / "last.json"
-    deadline = time.monotonic() + 300
-    while killed.poll() is None and time.monotonic() < deadline:
-        try:
-            step = json.loads(pointer.read_text())["step"]
-        except (FileNotFoundError, json.JSONDecodeError, KeyError):
-            step = 0
-        if step >= 2:
-            killed.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.005)
-    assert killed.wait() == -signal.SIGKILL, "the run finished before it could be killed"
-    resumed = subprocess.run([sys.executable, "-m", "litevision.cli.main", "train", "--resume",
-                              str(tmp_path / "killed")], env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    _, err = reference.communicate()
-    assert reference.returncode == 0, err[-3000:]
+    kill_resume_and_reference(tmp_path, _cli(*args))
     a, b = load_file(tmp_path / "reference" / "last.safetensors"), load_file(tmp_path / "killed" / "last.safetensors")
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert a.keys() == b.keys() and not different, different[:5]

@@ -6,16 +6,15 @@ import csv
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers.resume import kill_resume_and_reference
 from litevision.cli.main import main as cli_main
 from litevision.data import eval_dataset, list_datasets, load_bundle
 from litevision.engine import NonFiniteLossError, evaluate, list_recipes, load_config, train
@@ -200,30 +199,7 @@ def test_resume_with_a_teacher_is_bitwise_identical(tiny_run: trainer_mod.RunRes
 def _kill_resume_and_compare(tmp_path: Path, *extra: str) -> None:
     sets = tiny(tmp_path, "x", "sched.epochs=3", "run.deterministic=true", "run.checkpoint_every=2", *extra)
     args = [a for s in sets if not s.startswith("run.name=") for a in ("--set", s)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    reference = subprocess.Popen(_cli(*args, "--name", "reference"), env=env, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE, text=True)
-    killed = subprocess.Popen(_cli(*args, "--name", "killed"), env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    pointer = tmp_path / "killed" / "last.json"
-    step, deadline = 0, time.monotonic() + 300
-    while killed.poll() is None and time.monotonic() < deadline:
-        try:
-            step = json.loads(pointer.read_text())["step"]
-        except (FileNotFoundError, json.JSONDecodeError, KeyError):
-            step = 0
-        if step >= 2:  # first mid-epoch checkpoint (epoch 1 of 3 has 2 updates... the kill lands in epoch 1-2)
-            killed.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.005)
-    assert killed.wait() == -signal.SIGKILL, "the run finished before it could be killed"
-    assert not (tmp_path / "killed" / "results.json").exists()
-    resumed = subprocess.run([sys.executable, "-m", "litevision.cli.main", "train", "--resume",
-                              str(tmp_path / "killed")], env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resumed" in resumed.stderr
-    _, err = reference.communicate()
-    assert reference.returncode == 0, err[-3000:]
+    kill_resume_and_reference(tmp_path, _cli(*args))
     last_checkpoint = sorted((tmp_path / "reference" / "checkpoints").glob("step-*.safetensors"))[-1]
     for name in ("last.safetensors", f"checkpoints/{last_checkpoint.name}"):
         a, b = load_file(tmp_path / "reference" / name), load_file(tmp_path / "killed" / name)

@@ -5,6 +5,13 @@ the pruned architecture stored as data next to the weights:
     save_pruned("pruned.safetensors", result)     # load_trained_model / create_model(checkpoint_path=) rebuild it
 """
 
-from litevision.compress.prune import IMPORTANCES, MACS_TOLERANCE, PruneResult, prune, save_pruned
+from litevision.compress.prune import (
+    IMPORTANCES,
+    MACS_TOLERANCE,
+    PruneResult,
+    check_prune_request,
+    prune,
+    save_pruned,
+)
 
-__all__ = ["IMPORTANCES", "MACS_TOLERANCE", "PruneResult", "prune", "save_pruned"]
+__all__ = ["IMPORTANCES", "MACS_TOLERANCE", "PruneResult", "check_prune_request", "prune", "save_pruned"]

@@ -21,7 +21,7 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,22 @@ class PruneResult:
                 "trials": self.trials}
 
 
+def check_prune_request(target_macs: float | None, ratio: float | None, importance: str, *,
+                        names: Mapping[str, str] | None = None) -> None:
+    """The numbers of a prune request, checked before any work: a :class:`UserError` names the bad one by its
+    name in ``names`` (the API's argument names by default; the CLI passes its flags)."""
+    n = {"target_macs": "target_macs", "ratio": "ratio", "importance": "importance", **(names or {})}
+    if (target_macs is None) == (ratio is None):
+        raise UserError(f"give exactly one of {n['target_macs']} (fraction of the MACs to keep) or {n['ratio']} "
+                        "(share of channels removed)")
+    if target_macs is not None and not 0.0 < target_macs < 1.0:
+        raise UserError(f"{n['target_macs']} {target_macs}: the fraction of the MACs to keep, in (0, 1)")
+    if ratio is not None and not 0.0 <= ratio < 1.0:
+        raise UserError(f"{n['ratio']} {ratio}: the share of channels removed, in [0, 1)")
+    if importance not in IMPORTANCES:
+        raise UserError(f"{n['importance']} {importance!r}: choose from {', '.join(IMPORTANCES)}")
+
+
 def prune(
     model: nn.Module,
     *,
@@ -104,14 +120,7 @@ def prune(
     widths multiples of it (DepGraph groups); ``ignored`` modules (or submodule paths) keep their output
     channels, as the classifier does. The input channels and the class count never change.
     """
-    if (target_macs is None) == (ratio is None):
-        raise UserError("give exactly one of target_macs (fraction of the MACs to keep) or ratio (channel ratio)")
-    if target_macs is not None and not 0.0 < target_macs < 1.0:
-        raise UserError(f"target_macs must be in (0, 1) (the fraction of the MACs to keep), got {target_macs}")
-    if ratio is not None and not 0.0 <= ratio < 1.0:
-        raise UserError(f"ratio must be in [0, 1) (the share of channels removed), got {ratio}")
-    if importance not in IMPORTANCES:
-        raise UserError(f"unknown importance {importance!r}; choose from {', '.join(IMPORTANCES)}")
+    check_prune_request(target_macs, ratio, importance)
     if importance == "taylor" and calibration is None:
         raise UserError("importance 'taylor' needs calibration data: an (inputs, targets) batch or a loss function")
     if iterative_steps < 1:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from litevision.compress import IMPORTANCES, PruneResult, prune, save_pruned
+from litevision.compress import PruneResult, check_prune_request, prune, save_pruned
 from litevision.data import DataBundle, data_config_for, eval_dataset, load_bundle
 from litevision.engine import TrainConfig, evaluate, load_config, train
 from litevision.errors import UserError
@@ -77,14 +77,8 @@ class PruneReport:
 def check_prune_args(target_macs: float | None, ratio: float | None, importance: str, iterative_steps: int = 1,
                      round_to: int | None = None, calibration_batches: int = 4) -> None:
     """The numbers of a prune request, checked before any work (a :class:`UserError` names the bad one)."""
-    if (target_macs is None) == (ratio is None):
-        raise UserError("give one of --target-macs (fraction of the MACs to keep) or --ratio (channel ratio)")
-    if target_macs is not None and not 0.0 < target_macs < 1.0:
-        raise UserError(f"--target-macs {target_macs}: the fraction of the MACs to keep, in (0, 1)")
-    if ratio is not None and not 0.0 <= ratio < 1.0:
-        raise UserError(f"--ratio {ratio}: the share of channels removed, in [0, 1)")
-    if importance not in IMPORTANCES:
-        raise UserError(f"--importance {importance!r}: choose from {', '.join(IMPORTANCES)}")
+    check_prune_request(target_macs, ratio, importance,
+                        names={"target_macs": "--target-macs", "ratio": "--ratio", "importance": "--importance"})
     if iterative_steps < 1 or calibration_batches < 1 or (round_to is not None and round_to < 1):
         raise UserError("--steps, --round-to and --calibration-batches must be >= 1")
 
