@@ -19,17 +19,23 @@ import torch
 import yaml
 
 
+def _number(text: str) -> int | float | None:
+    if not text:
+        return None
+    value = float(text)
+    return int(value) if value.is_integer() and "." not in text else float(f"{value:.5g}")
+
+
 def run_result(run_dir: Path, command: str, note: str = "") -> dict:
     results = json.loads((run_dir / "results.json").read_text())
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     config["run"].update(output="runs", name=None)
-    with open(run_dir / "log.csv", newline="") as f:
-        epochs = [{"epoch": int(r["epoch"]), "train_loss": round(float(r["train_loss"]), 4),
-                   "val_top1": float(r["val_top1"]) if r["val_top1"] else None,
-                   "epoch_time_s": round(float(r["epoch_time_s"]), 1)} for r in csv.DictReader(f)]
+    with open(run_dir / "log.csv", newline="") as f:  # every task's columns: top-1, or mAP / AP50 (EMA too)
+        epochs = [{k: _number(v) for k, v in r.items()} for r in csv.DictReader(f)]
     return {
         "command": command,
-        "result": "test top-1 of the last epoch's weights (no checkpoint selection)",
+        "result": "test metrics of the last epoch's weights (the EMA's where the recipe keeps one; "
+                  "no checkpoint selection)",
         "environment": {"torch": torch.__version__, "cpu": platform.machine(), "cores": os.cpu_count(),
                         "threads": config["run"]["threads"], "note": note},
         **{k: v for k, v in results.items() if k != "skipped_files"},
@@ -48,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     result = run_result(args.run_dir, args.command, args.note)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"{args.output}: test top-1 {result['test_top1']:.2f}% in {result['elapsed_s']:.0f} s")
+    headline = ", ".join(f"{k} {v:.4g}" for k, v in result.items() if k in ("test_top1", "test_map", "test_map50"))
+    print(f"{args.output}: {headline} in {result['elapsed_s']:.0f} s")
     return 0
 
 
