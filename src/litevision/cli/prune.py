@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field of the fine-tuning recipe, e.g. --set sched.epochs=3 (repeatable)")
     p.add_argument("--steps", type=int, default=1, help="prune in this many steps, importance recomputed after each")
-    p.add_argument("--round-to", type=int, help="keep pruned widths multiples of this")
+    p.add_argument("--round-to", type=int, help="keep pruned widths multiples of this: 16 (AVX-512) or 8 (AVX2) for "
+                   "onnxruntime speed, whose blocked CPU kernels want such widths")
     p.add_argument("--calibration-batches", type=int, default=4, help="training batches for taylor importance")
     p.add_argument("--batch-size", type=int, default=32, help="batch size of calibration and evaluation")
     add_output(p, "output folder", required=True)
