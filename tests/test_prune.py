@@ -410,6 +410,8 @@ def test_cli_prunes_to_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[st
     (["mobilenetv2_035"], "required"),
     (["mobilenetv9_100", "--ratio", "0.3"], "Did you mean"),
     (["mobilenetv2_035", "--target-macs", "0.5", "--importance", "taylor"], "--data"),
+    (["mobilenetv2_035", "--ratio", "0.3", "--recalibrate-bn", "2"], "--recalibrate-bn needs"),
+    (["mobilenetv2_035", "--ratio", "0.3", "--recalibrate-bn", "-1"], "--recalibrate-bn -1"),
 ])
 def test_cli_bad_input_exits_2_before_work(argv: list[str], message: str, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
@@ -451,3 +453,21 @@ def test_cli_fine_tunes_the_pruned_network(tmp_path: Path) -> None:
     model, meta = load_trained_model(out / "finetune")
     assert meta["model_kwargs"]["structure"] == read_metadata(out / "pruned.safetensors")["structure"]
     assert count_complexity(model, (1, 32, 32)).macs == summary["macs_after"]
+
+
+def test_cli_recalibrates_batchnorm_after_pruning(tmp_path: Path) -> None:
+    common = ["prune", "mobilenetv3_small_075", "--target-macs", "0.5", "--data", "fashion_mnist_subset",
+              "--input-size", "32", "--batch-size", "16"]
+    torch.manual_seed(0)  # the same random-init network both times
+    assert cli_main([*common, "--output", str(tmp_path / "plain")]) == 0
+    torch.manual_seed(0)
+    assert cli_main([*common, "--recalibrate-bn", "2", "--output", str(tmp_path / "recal")]) == 0
+    summary = json.loads((tmp_path / "recal" / "prune.json").read_text())
+    assert summary["bn_recalibration_batches"] == 2 and "pruned" in summary["accuracy"]
+    plain, _ = load_trained_model(tmp_path / "plain" / "pruned.safetensors")
+    recal, _ = load_trained_model(tmp_path / "recal" / "pruned.safetensors")
+    means = [(a.running_mean, b.running_mean) for a, b in zip(plain.modules(), recal.modules())
+             if isinstance(a, torch.nn.BatchNorm2d)]
+    assert means and not all(torch.equal(a, b) for a, b in means)  # same weights, statistics re-estimated
+    assert all(torch.equal(p, q) for p, q in zip(plain.parameters(), recal.parameters()))
+

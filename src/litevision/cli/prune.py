@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "onnxruntime speed, whose blocked CPU kernels want such widths")
     p.add_argument("--calibration-batches", type=int, default=4, help="training batches for taylor importance")
     p.add_argument("--batch-size", type=int, default=32, help="batch size of calibration and evaluation")
+    p.add_argument("--recalibrate-bn", type=int, default=0, metavar="N",
+                   help="re-estimate the pruned network's BatchNorm statistics on N training batches (evaluation "
+                        "transform, no gradients) before it is saved; 0: off")
     add_output(p, "output folder", required=True)
     p.set_defaults(func=run)
 
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         input_size=args.input_size, checkpoint=args.checkpoint, num_classes=args.num_classes, data=args.data,
         data_options=options or None, fine_tune=args.fine_tune, overrides=args.overrides,
         iterative_steps=args.steps, round_to=args.round_to, calibration_batches=args.calibration_batches,
-        batch_size=args.batch_size)
+        batch_size=args.batch_size, recalibrate_bn=args.recalibrate_bn)
     print(report.summary())
     print(f"wrote {', '.join(str(f) for f in report.files)}")
     return 0

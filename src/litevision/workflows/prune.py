@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from litevision.compress import PruneResult, check_prune_request, prune, save_pruned
 from litevision.data import DataBundle, data_config_for, eval_dataset, load_bundle
 from litevision.engine import TrainConfig, evaluate, load_config, train
+from litevision.engine.batchnorm import recalibrate_batchnorm
 from litevision.errors import UserError
 from litevision.models import (
     DataConfig,
@@ -57,9 +58,11 @@ class PruneReport:
     files: list[Path]
     accuracy: dict[str, float] = field(default_factory=dict)  # original / pruned / fine_tuned, when measured
     fine_tune_run: Path | None = None
+    bn_recalibration_batches: int = 0  # training batches that re-estimated BatchNorm statistics after pruning
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "source": self.source, **self.result.summary(), "accuracy": self.accuracy,
+        return {"model": self.model, "source": self.source, **self.result.summary(),
+                "bn_recalibration_batches": self.bn_recalibration_batches, "accuracy": self.accuracy,
                 "files": [str(f) for f in self.files],
                 "fine_tune_run": str(self.fine_tune_run) if self.fine_tune_run else None}
 
@@ -113,13 +116,15 @@ def prune_model(
     round_to: int | None = None,
     calibration_batches: int = 4,
     batch_size: int = 32,
+    recalibrate_bn: int = 0,
 ) -> PruneReport:
     """Prune ``model`` (a registered name, or a run folder / weights file) into ``output`` (see the module doc).
 
     ``input_size``: S, (H, W) or (C, H, W) for the MAC count (default: the data's / card's). ``data``: the
     dataset for the top-1 report, Taylor's calibration batches and (a model given by name) the class count and
     input channels; a trained run brings its own. ``fine_tune``: a recipe name or file, with ``overrides``
-    (``section.key=value``) on top.
+    (``section.key=value``) on top. ``recalibrate_bn``: re-estimate the pruned network's BatchNorm statistics on
+    that many training batches before saving (needs a dataset; pruning shifts every layer's activations).
     """
     check_prune_args(target_macs, ratio, importance, iterative_steps, round_to, calibration_batches)
     name = source_model_name(model)
@@ -135,18 +140,26 @@ def prune_model(
         raise UserError("--importance taylor needs training batches: pass --data DATASET")
     out = Path(output)
 
+    if recalibrate_bn < 0:
+        raise UserError(f"--recalibrate-bn {recalibrate_bn}: the number of training batches must be >= 0")
     net, kwargs, class_names, data_config, bundle = _load_source(model, name, checkpoint, num_classes, data,
                                                                  data_options, input_size)
+    if recalibrate_bn and (bundle is None or bundle.task != "classification"):
+        raise UserError("--recalibrate-bn needs training images: pass --data DATASET (or prune a trained run)")
     tune_bundle = _fine_tune_data(cfg, net) if cfg is not None else None
     calibration = _calibration(bundle, data_config, calibration_batches, batch_size) if importance == "taylor" else None
     size = _count_size(name, data_config, input_size)
     log.info("pruning %s (%s importance) at input %s", name, importance, "x".join(map(str, size)))
     result = prune(net, target_macs=target_macs, ratio=ratio, importance=importance, input_size=size,
                    iterative_steps=iterative_steps, round_to=round_to, calibration=calibration)
+    if recalibrate_bn:  # removed channels shift what every BatchNorm sees: re-estimate its statistics
+        used = recalibrate_batchnorm(result.model, _calibration(bundle, data_config, recalibrate_bn, batch_size))
+        log.info("BatchNorm statistics of the pruned network re-estimated on %d training batches", used)
     out.mkdir(parents=True, exist_ok=True)
     weights = save_pruned(out / "pruned.safetensors", result, model_name=name, model_kwargs=kwargs,
                           class_names=class_names, data_config=data_config)
-    report = PruneReport(model=name, source=str(model), result=result, files=[weights])
+    report = PruneReport(model=name, source=str(model), result=result, files=[weights],
+                         bn_recalibration_batches=recalibrate_bn)
     if bundle is not None and bundle.task == "classification":
         test = eval_dataset(bundle, data_config)
         report.accuracy["original"] = evaluate(net, test, class_names=class_names, batch_size=batch_size).top1
