@@ -470,4 +470,3 @@ def test_cli_recalibrates_batchnorm_after_pruning(tmp_path: Path) -> None:
              if isinstance(a, torch.nn.BatchNorm2d)]
     assert means and not all(torch.equal(a, b) for a, b in means)  # same weights, statistics re-estimated
     assert all(torch.equal(p, q) for p, q in zip(plain.parameters(), recal.parameters()))
-

@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_prune_args(args.target_macs, args.ratio, args.importance, args.steps, args.round_to,
-                     args.calibration_batches)
+                     args.calibration_batches, args.recalibrate_bn)
     source_model_name(args.model)
     options = parse_key_values(args.data_opt, "--data-opt")
     check_output_dir(args.output, PRUNE_FILES, overwrite=args.overwrite, clear=(FINETUNE_DIR,))

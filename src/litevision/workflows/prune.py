@@ -78,12 +78,14 @@ class PruneReport:
 
 
 def check_prune_args(target_macs: float | None, ratio: float | None, importance: str, iterative_steps: int = 1,
-                     round_to: int | None = None, calibration_batches: int = 4) -> None:
+                     round_to: int | None = None, calibration_batches: int = 4, recalibrate_bn: int = 0) -> None:
     """The numbers of a prune request, checked before any work (a :class:`UserError` names the bad one)."""
     check_prune_request(target_macs, ratio, importance,
                         names={"target_macs": "--target-macs", "ratio": "--ratio", "importance": "--importance"})
     if iterative_steps < 1 or calibration_batches < 1 or (round_to is not None and round_to < 1):
         raise UserError("--steps, --round-to and --calibration-batches must be >= 1")
+    if recalibrate_bn < 0:
+        raise UserError(f"--recalibrate-bn {recalibrate_bn}: the number of training batches must be >= 0")
 
 
 def source_model_name(model: str) -> str:
@@ -126,7 +128,7 @@ def prune_model(
     (``section.key=value``) on top. ``recalibrate_bn``: re-estimate the pruned network's BatchNorm statistics on
     that many training batches before saving (needs a dataset; pruning shifts every layer's activations).
     """
-    check_prune_args(target_macs, ratio, importance, iterative_steps, round_to, calibration_batches)
+    check_prune_args(target_macs, ratio, importance, iterative_steps, round_to, calibration_batches, recalibrate_bn)
     name = source_model_name(model)
     if checkpoint is not None and is_litevision_weights(model):
         raise UserError("--checkpoint is for a model given by name; a run folder / weights file brings its weights")
@@ -140,8 +142,6 @@ def prune_model(
         raise UserError("--importance taylor needs training batches: pass --data DATASET")
     out = Path(output)
 
-    if recalibrate_bn < 0:
-        raise UserError(f"--recalibrate-bn {recalibrate_bn}: the number of training batches must be >= 0")
     net, kwargs, class_names, data_config, bundle = _load_source(model, name, checkpoint, num_classes, data,
                                                                  data_options, input_size)
     if recalibrate_bn and (bundle is None or bundle.task != "classification"):
