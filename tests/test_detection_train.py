@@ -76,3 +76,46 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path: Path) -> None:
     a, b = load_file(tmp_path / "reference" / "last.safetensors"), load_file(tmp_path / "killed" / "last.safetensors")
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert a.keys() == b.keys() and not different, different[:5]
+
+
+def test_backbone_starts_from_a_trained_classifier(tmp_path: Path) -> None:
+    """model.backbone_checkpoint: a grey Fashion-MNIST classifier run starts the RGB detector's backbone (stem
+    kernels repeated over the channels, / 3); the head and the detector's own layers are left alone."""
+    classifier = train(load_config("quick", [
+        "model.name=shufflenetv2_050", "data.batch_size=16", "run.max_steps=2", "data.val_split=none",
+        "run.threads=1", f"run.output={tmp_path}", "run.name=cls", "run.progress=false"]))
+    cls_state = load_file(classifier.run_dir / "last.safetensors")
+    det = train(load_config("detection/shapes_quick", tiny(
+        tmp_path, "det", f"model.backbone_checkpoint={classifier.run_dir}", "run.max_steps=1", "optim.lr=1e-12",
+        "optim.weight_decay=0", "sched.warmup_epochs=0", "sched.min_lr=0")))
+    det_state = load_file(det.run_dir / "last.safetensors")
+    backbone = {k.removeprefix("backbone.body."): v for k, v in det_state.items() if k.startswith("backbone.body.")}
+    reshaped = [k for k in backbone if backbone[k].shape != cls_state[k].shape]
+    assert len(reshaped) == 1, reshaped  # the stem only: 1 input channel -> 3
+    stem = reshaped[0]
+    assert cls_state[stem].shape[1] == 1 and backbone[stem].shape[1] == 3
+    torch.testing.assert_close(backbone[stem], cls_state[stem].repeat(1, 3, 1, 1) / 3, atol=1e-6, rtol=1e-4)
+    weights = [k for k in backbone if k.endswith(".weight") and backbone[k].ndim == 4 and k != stem]
+    assert len(weights) > 10
+    for key in weights:
+        torch.testing.assert_close(backbone[key], cls_state[key], atol=1e-6, rtol=1e-4)
+
+
+def test_backbone_checkpoint_mistakes_are_named(tmp_path: Path, capsys) -> None:
+    from litevision.models import create_model
+
+    other = train(load_config("quick", [
+        "model.name=mobilenetv2_035", "data.batch_size=16", "run.max_steps=1", "data.val_split=none",
+        "run.threads=1", f"run.output={tmp_path}", "run.name=mnv2", "run.progress=false"]))
+    detector = create_model("shufflenetv2_100_nano", num_classes=3, backbone="shufflenetv2_050")
+    with pytest.raises(ValueError, match="mobilenetv2_035.*backbone is the classifier shufflenetv2_050"):
+        detector.load_backbone(other.run_dir)
+    args = [a for s in tiny(tmp_path, "bad", f"model.backbone_checkpoint={other.run_dir}")
+            for a in ("--set", s)]
+    assert cli_main(["train", "detection/shapes_quick", *args]) == 2
+    assert "shufflenetv2_050" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    args = ["--set", f"model.backbone_checkpoint={other.run_dir}", "--set", "run.max_steps=1", "--set",
+            f"run.output={tmp_path}", "--set", "run.name=cls_bad"]
+    assert cli_main(["train", "quick", *args]) == 2
+    assert "no separate backbone" in capsys.readouterr().err

@@ -42,6 +42,8 @@ class ModelConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)  # family constructor overrides (drop_path_rate, ...)
     checkpoint: str | None = None  # initial weights (fine-tuning); None = random init
     checkpoint_num_classes: int | None = None  # class count of `checkpoint` when it differs (head is reset)
+    # a detector's backbone from a trained classifier (run folder or weights; its head left out); None = random
+    backbone_checkpoint: str | None = None
     aux_loss_weight: float = 0.0  # weight of the model's auxiliary_loss() (LCNet: DTConv load balancing); 0 = off
 
 

@@ -207,7 +207,13 @@ class Trainer:
         cfg, run = self.cfg, self.cfg.run
         self.model_kwargs = self._model_kwargs()
         self.model = self._create_model(cfg.model.name, kwargs=self.model_kwargs, checkpoint=cfg.model.checkpoint,
-                                        checkpoint_num_classes=cfg.model.checkpoint_num_classes).to(self.device)
+                                        checkpoint_num_classes=cfg.model.checkpoint_num_classes)
+        if cfg.model.backbone_checkpoint:
+            if not callable(getattr(self.model, "load_backbone", None)):
+                raise UserError(f"model.backbone_checkpoint: {cfg.model.name} has no separate backbone (detectors "
+                                "have one); model.checkpoint starts a whole model from trained weights")
+            self.model.load_backbone(cfg.model.backbone_checkpoint)
+        self.model = self.model.to(self.device)
         self.channels_last = run.channels_last if run.channels_last is not None else self.device.type == "cuda"
         if self.channels_last and any(p.dim() == 5 for p in self.model.parameters()):  # 3-D convs (HybridSN)
             if run.channels_last:

@@ -21,11 +21,15 @@ the graph as constants (:class:`DetectorExport`).
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass, replace
 from typing import Any
 
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, clip_boxes_to_image
+
+log = logging.getLogger(__name__)
 
 Detections = list[dict[str, Tensor]]
 Targets = list[dict[str, Tensor]]
@@ -82,6 +86,62 @@ class Detector(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         raise NotImplementedError(f"{type(self).__name__}: build it with num_classes instead")
+
+    def load_backbone(self, checkpoint: str | os.PathLike[str]) -> Detector:
+        """Start the backbone from a trained classifier of its architecture (``cfg.backbone``): a litevision run
+        folder or weights file (the model is rebuilt from its metadata), or foreign weights of the classifier
+        (torchvision / timm / official layouts at the card's 1000 classes, as ``create_model(checkpoint_path=)``).
+
+        The classifier's head and the stages after the deepest tap are left out. A stem trained on another
+        number of input channels (grey Fashion-MNIST for an RGB detector) is adapted as timm's
+        ``adapt_input_conv``: its kernels repeated over the new channels and scaled by old / new. Any other
+        difference is an error naming the tensors; the neck and heads keep their initialization."""
+        from litevision.models._builder import create_model
+        from litevision.models._saved import is_litevision_weights, load_trained_model, resolve_weights_path
+        from litevision.models._weights import CheckpointMismatchError
+
+        path = resolve_weights_path(checkpoint)
+        name = self.cfg.backbone
+        if is_litevision_weights(path):
+            classifier, meta = load_trained_model(path)
+            if meta["model"] != name or meta.get("task", "classification") != "classification":
+                raise CheckpointMismatchError(f"{path} holds a {meta.get('task', 'classification')} model "
+                                              f"{meta['model']}; this detector's backbone is the classifier {name}")
+        else:
+            classifier = create_model(name, checkpoint_path=path, **getattr(self, "backbone_kwargs", {}))
+        source, own = classifier.state_dict(), self.backbone.state_dict()
+        loaded, missing, mismatched = {}, [], []
+        for key, tensor in own.items():
+            src = source.get(key.removeprefix("body."))
+            if src is not None and src.shape != tensor.shape:
+                src = _adapt_input_conv(src, tensor.shape)
+                if src is None:
+                    mismatched.append(f"{key} {tuple(source[key.removeprefix('body.')].shape)} vs "
+                                      f"{tuple(tensor.shape)}")
+            elif src is None:
+                missing.append(key)
+            loaded[key] = src
+        if missing or mismatched:
+            what = "; ".join(part for part in (
+                missing and f"{len(missing)} tensors missing (first {missing[0]})",
+                mismatched and f"{len(mismatched)} of another shape (first {mismatched[0]})") if part)
+            raise CheckpointMismatchError(f"{path} does not fit the {name} backbone of {type(self).__name__}: "
+                                          f"{what}")
+        self.backbone.load_state_dict(loaded, strict=True)
+        log.info("backbone %s initialized from %s (%d tensors; the classifier's head left out)", name, path,
+                 len(loaded))
+        return self
+
+
+def _adapt_input_conv(weight: Tensor, shape: tuple[int, ...] | Any) -> Tensor | None:
+    """A stem convolution trained on ``weight.shape[1]`` input channels for ``shape[1]`` channels (timm's rule:
+    repeat the kernels over the new channels, scale by old / new, so a grey image copied to every channel
+    gives the same response); ``None`` when the shapes differ otherwise."""
+    if weight.ndim != 4 or len(shape) != 4 or weight.shape[0] != shape[0] or weight.shape[2:] != tuple(shape[2:]):
+        return None
+    old, new = weight.shape[1], shape[1]
+    repeat = -(-new // old)
+    return weight.repeat(1, repeat, 1, 1)[:, :new] * (old / new)
 
 
 def select_detections(boxes: Tensor, scores: Tensor, image_size: tuple[int, int], post: PostprocessCfg

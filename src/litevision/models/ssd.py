@@ -139,8 +139,9 @@ class SSD(Detector):
         super().__init__(cfg.post)
         self.cfg, self.num_classes, self.in_chans = cfg, num_classes, in_chans
         torchvision_tap = cfg.tap == TORCHVISION_TAP and get_model_card(cfg.backbone).family == "mobilenetv3"
+        self.backbone_kwargs = {**({"reduced_tail": True} if torchvision_tap else {}), **cfg.backbone_kwargs}
         body = create_model(cfg.backbone, num_classes=0, in_chans=in_chans, drop_path_rate=drop_path_rate or None,
-                            **({"reduced_tail": True} if torchvision_tap else {}), **cfg.backbone_kwargs)
+                            **self.backbone_kwargs)
         if torchvision_tap:
             self.backbone: nn.Module = MobileNetV3C4Taps(body)
         else:
