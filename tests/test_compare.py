@@ -166,7 +166,22 @@ def test_compare_before_and_after_pruning_side_by_side(tmp_path):
                                    **TINY, **FAST)
     before, after = report.rows
     assert before.model == "mobilenetv2_035" and after.model.startswith("mobilenetv2_035 (pruned to ")
+    assert before.architecture == after.architecture == "mobilenetv2_035"
     assert after.macs < 0.55 * before.macs and after.params < before.params
     assert before.ort_latency_ms > 0 and after.ort_latency_ms > 0
     assert "onnxruntime ms" in paths["markdown"].read_text()
     assert sorted(p.name for p in (tmp_path / "b" / "models").iterdir())[1].startswith("mobilenetv2_035_pruned_to_")
+
+
+def test_accuracy_vs_macs_joins_a_model_and_its_pruned_versions():
+    from litevision.workflows.report import CompareReport, CompareRow, _curves
+
+    rows = [CompareRow("m (pruned to 30% MACs)", "-", architecture="m", top1=80.0, macs=30),
+            CompareRow("m", "-", architecture="m", top1=90.0, macs=100),
+            CompareRow("m (pruned to 50% MACs)", "-", architecture="m", top1=88.0, macs=50),
+            CompareRow("other", "-", architecture="other", top1=85.0, macs=40),
+            CompareRow("broken", "-", status="failed", architecture="m")]
+    ok = [r for r in rows if r.status == "ok"]
+    assert _curves(ok, lambda r: r.macs, "top1") == [[(30, 80.0), (50, 88.0), (100, 90.0)]]
+    plots = CompareReport(rows, {"dataset": "d", "input_size": [3, 32, 32], "backend": "eager"}).plots()
+    assert plots["accuracy_vs_macs"].startswith(b"\x89PNG")

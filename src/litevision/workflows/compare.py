@@ -244,7 +244,8 @@ def _measure(entry: _Entry, bundle: DataBundle, data: str, split: str, threshold
              exporter: str, out: Path, ort_latency: bool = False) -> CompareRow:
     spec, model, cfg = entry.spec, entry.model.eval(), entry.data_config
     name = _safe(entry.label)
-    row = CompareRow(model=entry.label, weights=entry.weights, backend=backend, train_seconds=entry.train_seconds)
+    row = CompareRow(model=entry.label, weights=entry.weights, architecture=entry.spec, backend=backend,
+                     train_seconds=entry.train_seconds)
     try:
         if bundle.task == "detection":
             det, _ = evaluate_task(model, bundle, cfg, split, class_names=bundle.class_names, batch_size=16,

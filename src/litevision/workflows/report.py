@@ -30,6 +30,7 @@ class CompareRow:
     model: str
     weights: str
     status: str = "ok"
+    architecture: str = ""  # the registered model it is built from (a pruned network: its original's)
     error: str = ""
     top1: float | None = None
     top5: float | None = None
@@ -183,6 +184,8 @@ class CompareReport:
             if not points:  # no model was measured: no plot with meaningless axes
                 continue
             fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
+            for curve in _curves(ok, getx, key):  # one architecture at several sizes (pruning ratios): a line
+                ax.plot(*zip(*curve), color="0.6", linewidth=1, zorder=0)
             for x, y, label in points:
                 ax.scatter([x], [y], s=40)
                 ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
@@ -258,6 +261,16 @@ class CompareReport:
         setup = "".join(f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>" for k, v in s.items())
         parts += ["<h2>Setup</h2>", "<table>", setup, "</table>", "</body>", "</html>"]
         return "\n".join(parts) + "\n"
+
+
+def _curves(rows: list[CompareRow], getx: Any, key: str) -> list[list[tuple[float, float]]]:
+    """The (x, quality) points of each architecture with several rows (a model and its pruned versions),
+    ordered by x."""
+    groups: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        if r.architecture and getx(r):
+            groups.setdefault(r.architecture, []).append((getx(r), getattr(r, key)))
+    return [sorted(points) for points in groups.values() if len(points) > 1]
 
 
 def _size(size: Any) -> str:
