@@ -29,6 +29,10 @@ from typing import Any
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, clip_boxes_to_image
 
+from litevision.models._builder import create_model
+from litevision.models._saved import is_litevision_weights, load_trained_model, resolve_weights_path
+from litevision.models._weights import CheckpointMismatchError
+
 log = logging.getLogger(__name__)
 
 Detections = list[dict[str, Tensor]]
@@ -96,10 +100,6 @@ class Detector(nn.Module):
         number of input channels (grey Fashion-MNIST for an RGB detector) is adapted as timm's
         ``adapt_input_conv``: its kernels repeated over the new channels and scaled by old / new. Any other
         difference is an error naming the tensors; the neck and heads keep their initialization."""
-        from litevision.models._builder import create_model
-        from litevision.models._saved import is_litevision_weights, load_trained_model, resolve_weights_path
-        from litevision.models._weights import CheckpointMismatchError
-
         path = resolve_weights_path(checkpoint)
         name = self.cfg.backbone
         if is_litevision_weights(path):
