@@ -24,6 +24,7 @@ from litevision.models import create_model, get_model_card, load_trained_model, 
 from litevision.models.lsnet import LSConv
 from litevision.models.shufflenetv1 import ShuffleUnitV1
 from litevision.models.shufflenetv2 import ShuffleUnitV2
+from litevision.workflows.compare import _compressed_label
 
 tp = pytest.importorskip("torch_pruning")
 
@@ -451,8 +452,11 @@ def test_cli_fine_tunes_the_pruned_network(tmp_path: Path) -> None:
     summary = json.loads((out / "prune.json").read_text())
     assert {"original", "pruned", "fine_tuned"} <= set(summary["accuracy"])
     model, meta = load_trained_model(out / "finetune")
-    assert meta["model_kwargs"]["structure"] == read_metadata(out / "pruned.safetensors")["structure"]
+    structure = dict(meta["model_kwargs"]["structure"])
+    assert structure.pop("pruning")["macs_fraction"] == summary["macs_fraction"]  # names the run in compare
+    assert structure == read_metadata(out / "pruned.safetensors")["structure"]
     assert count_complexity(model, (1, 32, 32)).macs == summary["macs_after"]
+    assert _compressed_label("m", meta) == f"m (pruned to {summary['macs_fraction']:.0%} MACs)"
 
 
 def test_cli_recalibrates_batchnorm_after_pruning(tmp_path: Path) -> None:

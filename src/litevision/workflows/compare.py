@@ -235,7 +235,7 @@ def _compressed_label(name: str, meta: Mapping[str, Any]) -> str:
     pruned = meta.get("structure") or (meta.get("model_kwargs") or {}).get("structure")
     if not pruned:
         return name
-    fraction = (meta.get("pruning") or {}).get("macs_fraction")
+    fraction = (meta.get("pruning") or pruned.get("pruning") or {}).get("macs_fraction")
     return f"{name} (pruned to {fraction:.0%} MACs)" if fraction else f"{name} (pruned)"
 
 

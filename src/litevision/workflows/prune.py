@@ -274,8 +274,9 @@ def _fine_tune(cfg: TrainConfig, bundle: DataBundle, report: PruneReport, weight
     cfg.model.name = name
     cfg.model.checkpoint = str(weights)
     cfg.model.checkpoint_num_classes = None
-    # the structure rides in model.kwargs: the run's config and weights files then rebuild the pruned network
-    cfg.model.kwargs = {**cfg.model.kwargs, **kwargs, "structure": result.structure}
+    # the structure rides in model.kwargs: the run's config and weights files then rebuild the pruned network (and
+    # name what was pruned: apply_structure reads only its format, model and modules)
+    cfg.model.kwargs = {**cfg.model.kwargs, **kwargs, "structure": {**result.structure, "pruning": result.summary()}}
     log.info("fine-tuning the pruned %s in %s", name, run_dir)
     run = train(cfg, run_dir=run_dir)
     report.fine_tune_run = run.run_dir
