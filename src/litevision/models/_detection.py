@@ -26,6 +26,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any
 
+from timm.models import adapt_input_conv
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, clip_boxes_to_image
 
@@ -113,13 +114,13 @@ class Detector(nn.Module):
         loaded, missing, mismatched = {}, [], []
         for key, tensor in own.items():
             src = source.get(key.removeprefix("body."))
-            if src is not None and src.shape != tensor.shape:
-                src = _adapt_input_conv(src, tensor.shape)
-                if src is None:
-                    mismatched.append(f"{key} {tuple(source[key.removeprefix('body.')].shape)} vs "
-                                      f"{tuple(tensor.shape)}")
-            elif src is None:
+            if src is None:
                 missing.append(key)
+            elif src.shape != tensor.shape:
+                adapted = _adapt_input_conv(src, tensor.shape)
+                if adapted is None:
+                    mismatched.append(f"{key} {tuple(src.shape)} vs {tuple(tensor.shape)}")
+                src = adapted
             loaded[key] = src
         if missing or mismatched:
             what = "; ".join(part for part in (
@@ -134,14 +135,12 @@ class Detector(nn.Module):
 
 
 def _adapt_input_conv(weight: Tensor, shape: tuple[int, ...] | Any) -> Tensor | None:
-    """A stem convolution trained on ``weight.shape[1]`` input channels for ``shape[1]`` channels (timm's rule:
-    repeat the kernels over the new channels, scale by old / new, so a grey image copied to every channel
-    gives the same response); ``None`` when the shapes differ otherwise."""
+    """A stem convolution trained on ``weight.shape[1]`` input channels for ``shape[1]`` channels, by timm's
+    ``adapt_input_conv`` (kernels repeated over the new channels, scaled by old / new: a grey image copied to every
+    channel gives the same response); ``None`` when the shapes differ otherwise."""
     if weight.ndim != 4 or len(shape) != 4 or weight.shape[0] != shape[0] or weight.shape[2:] != tuple(shape[2:]):
         return None
-    old, new = weight.shape[1], shape[1]
-    repeat = -(-new // old)
-    return weight.repeat(1, repeat, 1, 1)[:, :new] * (old / new)
+    return adapt_input_conv(shape[1], weight, base_chans=weight.shape[1])
 
 
 def select_detections(boxes: Tensor, scores: Tensor, image_size: tuple[int, int], post: PostprocessCfg
