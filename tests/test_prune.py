@@ -423,6 +423,25 @@ def test_cli_bad_input_exits_2_before_work(argv: list[str], message: str, tmp_pa
     assert not out.exists()
 
 
+def test_cli_input_channels_build_a_model_by_name_or_are_checked(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """--input-size C H W gives a model by name its input channels; against data or a run it must agree."""
+    out = tmp_path / "grey"
+    assert cli_main(["prune", "mobilenetv2_035", "--ratio", "0.3", "--input-size", "1", "32", "40",
+                     "--num-classes", "5", "--output", str(out)]) == 0
+    model, _ = load_trained_model(out / "pruned.safetensors")
+    assert model(torch.randn(2, 1, 32, 40)).shape == (2, 5)
+    capsys.readouterr()
+    wrong = tmp_path / "wrong"
+    assert _cli(["prune", "mobilenetv2_035", "--ratio", "0.3", "--data", "fashion_mnist_subset",
+                 "--input-size", "3", "32", "32", "--output", str(wrong)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--input-size gives 3 input channels" in err and len(err.splitlines()) == 1, err
+    assert _cli(["prune", str(out / "pruned.safetensors"), "--ratio", "0.3", "--input-size", "3", "32", "32",
+                 "--output", str(wrong)]) == 2
+    assert "but" in capsys.readouterr().err and not wrong.exists()
+
+
 def test_cli_refuses_an_existing_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
     out.mkdir()

@@ -186,10 +186,12 @@ def _load_source(model: str, name: str, checkpoint: str | None, num_classes: int
                  ) -> tuple[nn.Module, dict[str, Any], list[str], DataConfig, DataBundle | None]:
     """(model, its constructor kwargs, class names, input config, dataset or None)."""
     size = _square(input_size)
+    chans = int(input_size[0]) if input_size and len(input_size) == 3 else None
     if is_litevision_weights(model):
         net, meta = load_trained_model(model)
         kwargs = {k: v for k, v in (meta.get("model_kwargs") or {}).items() if k != "structure"}
         data_config = data_config_from_metadata(meta)
+        _check_channels(chans, data_config, model)
         if size is not None:
             data_config = data_config.replace(input_size=(data_config.input_size[0], *size))
         name_of_data = data or meta.get("dataset")
@@ -204,15 +206,24 @@ def _load_source(model: str, name: str, checkpoint: str | None, num_classes: int
             raise UserError(f"--num-classes {num_classes} contradicts {data}, which has {bundle.num_classes} classes")
         data_config = data_config_for(name, bundle, input_size=size[0] if size else None)
         classes, names, in_chans = bundle.num_classes, list(bundle.class_names), bundle.in_chans
+        _check_channels(chans, data_config, data)
     else:
         card = get_model_card(name)
         data_config = card.data_config
-        if size is not None:
-            data_config = data_config.replace(input_size=(data_config.input_size[0], *size))
+        if size is not None:  # a model by name takes the channels of --input-size C H W
+            data_config = data_config.replace(input_size=(chans or data_config.input_size[0], *size))
         classes = num_classes if num_classes is not None else int(card.extra.get("paper_num_classes", 1000))
         names, in_chans = [str(i) for i in range(classes)], data_config.input_size[0]
     net = create_any_model(name, num_classes=classes, in_chans=in_chans, checkpoint_path=checkpoint).eval()
     return net, {}, names, data_config, bundle
+
+
+def _check_channels(chans: int | None, data_config: DataConfig, source: str) -> None:
+    """--input-size C H W must agree with an image model's input channels (a cube's shape is its own)."""
+    expected = data_config.input_size[0]
+    if chans is not None and len(data_config.input_size) == 3 and chans != expected:
+        raise UserError(f"--input-size gives {chans} input channels, but {source} has {expected}: give H W only, or "
+                        f"C = {expected}")
 
 
 def _square(input_size: Sequence[int] | None) -> tuple[int, int] | None:
