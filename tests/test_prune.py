@@ -440,6 +440,8 @@ def test_cli_input_channels_build_a_model_by_name_or_are_checked(tmp_path: Path,
     assert _cli(["prune", str(out / "pruned.safetensors"), "--ratio", "0.3", "--input-size", "3", "32", "32",
                  "--output", str(wrong)]) == 2
     assert "but" in capsys.readouterr().err and not wrong.exists()
+    assert _cli(["prune", str(tmp_path), "--ratio", "0.3", "--output", str(wrong)]) == 2  # a folder, not a run
+    assert "not a model name, nor a litevision run folder" in capsys.readouterr().err and not wrong.exists()
 
 
 def test_cli_refuses_an_existing_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

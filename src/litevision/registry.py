@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -60,6 +61,9 @@ class Registry(Generic[T]):
             raise UnknownNameError(self.miss_message(name)) from None
 
     def miss_message(self, name: str) -> str:
+        if self.kind == "model" and os.path.exists(name):  # a path that is not a run folder or weights file
+            return (f"{name}: not a model name, nor a litevision run folder (best.safetensors or last.safetensors) "
+                    f"or weights file")
         close = difflib.get_close_matches(name, list(self._entries), n=5, cutoff=0.5)
         if not close:  # prefix matches catch "mobilenetv3" -> "mobilenetv3_large_100"
             close = [n for n in sorted(self._entries) if n.startswith(name)][:5]
