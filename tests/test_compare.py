@@ -185,3 +185,26 @@ def test_accuracy_vs_macs_joins_a_model_and_its_pruned_versions():
     assert _curves(ok, lambda r: r.macs, "top1") == [[(30, 80.0), (50, 88.0), (100, 90.0)]]
     plots = CompareReport(rows, {"dataset": "d", "input_size": [3, 32, 32], "backend": "eager"}).plots()
     assert plots["accuracy_vs_macs"].startswith(b"\x89PNG")
+
+
+def test_plot_labels_of_close_points_do_not_overlap():
+    """A model and a lightly pruned version of it sit close together: their names go above and below."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from litevision.workflows.report import _annotate
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
+    points = [(11.3, 92.01, "shufflenetv2_100"), (8.0, 92.0, "shufflenetv2_100 (pruned to 71% MACs)"),
+              (4.0, 90.8, "shufflenetv2_100 (pruned to 35% MACs)")]
+    ax.scatter([p[0] for p in points], [p[1] for p in points])
+    ax.margins(x=0.25, y=0.15)
+    fig.tight_layout()
+    _annotate(fig, ax, points)
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert [t.get_text() for t in ax.texts] == [p[2] for p in points]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    plt.close(fig)

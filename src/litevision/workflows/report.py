@@ -186,9 +186,8 @@ class CompareReport:
             fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
             for curve in _curves(ok, getx, key):  # one architecture at several sizes (pruning ratios): a line
                 ax.plot(*zip(*curve), color="0.6", linewidth=1, zorder=0)
-            for x, y, label in points:
+            for x, y, _ in points:
                 ax.scatter([x], [y], s=40)
-                ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
             if points and max(p[0] for p in points) / max(min(p[0] for p in points), 1e-9) > 20:
                 ax.set_xscale("log")
             ax.set_xlabel(xlabel)
@@ -197,6 +196,7 @@ class CompareReport:
             ax.margins(x=0.25, y=0.15)  # room for the labels
             ax.set_title(title)
             fig.tight_layout()
+            _annotate(fig, ax, points)
             buf = io.BytesIO()
             fig.savefig(buf, format="png")
             plt.close(fig)
@@ -283,3 +283,18 @@ def _f(v: float | None, digits: int) -> str:
 
 def _md(text: str) -> str:
     return text.replace("|", "/").replace("\n", " ")
+
+
+def _annotate(fig: Any, ax: Any, points: list[tuple[float, float, str]]) -> None:
+    """Name each point, above it or below it: the first place whose label box overlaps no label placed so far
+    (a model and a lightly pruned version of it sit close together)."""
+    renderer = fig.canvas.get_renderer()
+    placed: list[Any] = []
+    for x, y, label in points:
+        for dy in (4, -11, 14, -21):
+            note = ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, dy), fontsize=8)
+            box = note.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed) or dy == -21:
+                break
+            note.remove()
+        placed.append(box)
