@@ -290,11 +290,12 @@ def _annotate(fig: Any, ax: Any, points: list[tuple[float, float, str]]) -> None
     (a model and a lightly pruned version of it sit close together)."""
     renderer = fig.canvas.get_renderer()
     placed: list[Any] = []
+    offsets = (4, -11, 14, -21)  # points above the point, then below, then further; the last place stays
     for x, y, label in points:
-        for dy in (4, -11, 14, -21):
+        for dy in offsets:
             note = ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, dy), fontsize=8)
             box = note.get_window_extent(renderer)
-            if not any(box.overlaps(other) for other in placed) or dy == -21:
+            if dy == offsets[-1] or not any(box.overlaps(other) for other in placed):
                 break
             note.remove()
         placed.append(box)
