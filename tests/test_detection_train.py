@@ -119,3 +119,17 @@ def test_backbone_checkpoint_mistakes_are_named(tmp_path: Path, capsys) -> None:
             f"run.output={tmp_path}", "--set", "run.name=cls_bad"]
     assert cli_main(["train", "quick", *args]) == 2
     assert "no separate backbone" in capsys.readouterr().err
+
+
+def test_backbone_checkpoint_built_otherwise_says_how(tmp_path: Path) -> None:
+    """SSDLite builds MobileNetV3 with the reduced tail: a classifier trained without it is refused with the
+    constructor argument that differs and how to train one that fits."""
+    from litevision.models import create_model
+
+    plain = train(load_config("quick", [
+        "model.name=mobilenetv3_large_100", "data.batch_size=8", "run.max_steps=1", "data.val_split=none",
+        "run.threads=1", f"run.output={tmp_path}", "run.name=mnv3", "run.progress=false"]))
+    detector = create_model("ssdlite320_mobilenetv3_large", num_classes=3)
+    with pytest.raises(ValueError, match=r"of another shape.*'reduced_tail': True.*'reduced_tail': 'its default'.*"
+                                         r"--set model.kwargs.reduced_tail=true"):
+        detector.load_backbone(plain.run_dir)

@@ -21,6 +21,7 @@ the graph as constants (:class:`DetectorExport`).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, replace
@@ -103,13 +104,21 @@ class Detector(nn.Module):
         difference is an error naming the tensors; the neck and heads keep their initialization."""
         path = resolve_weights_path(checkpoint)
         name = self.cfg.backbone
+        wanted = getattr(self, "backbone_kwargs", {})
+        hint = ""
         if is_litevision_weights(path):
             classifier, meta = load_trained_model(path)
             if meta["model"] != name or meta.get("task", "classification") != "classification":
                 raise CheckpointMismatchError(f"{path} holds a {meta.get('task', 'classification')} model "
                                               f"{meta['model']}; this detector's backbone is the classifier {name}")
+            trained = {k: v for k, v in (meta.get("model_kwargs") or {}).items() if k != "structure"}
+            differ = {k: v for k, v in wanted.items() if trained.get(k) != v}
+            if differ:  # e.g. SSDLite's MobileNetV3 with the reduced tail, from a classifier trained without it
+                sets = " ".join(f"--set model.kwargs.{k}={json.dumps(v)}" for k, v in differ.items())
+                hint = (f". This detector builds {name} with {differ}, the classifier was built with "
+                        f"{ {k: trained.get(k, 'its default') for k in differ} }: train the classifier with {sets}")
         else:
-            classifier = create_model(name, checkpoint_path=path, **getattr(self, "backbone_kwargs", {}))
+            classifier = create_model(name, checkpoint_path=path, **wanted)
         source, own = classifier.state_dict(), self.backbone.state_dict()
         loaded, missing, mismatched = {}, [], []
         for key, tensor in own.items():
@@ -127,7 +136,7 @@ class Detector(nn.Module):
                 missing and f"{len(missing)} tensors missing (first {missing[0]})",
                 mismatched and f"{len(mismatched)} of another shape (first {mismatched[0]})") if part)
             raise CheckpointMismatchError(f"{path} does not fit the {name} backbone of {type(self).__name__}: "
-                                          f"{what}")
+                                          f"{what}{hint}")
         self.backbone.load_state_dict(loaded, strict=True)
         log.info("backbone %s initialized from %s (%d tensors; the classifier's head left out)", name, path,
                  len(loaded))
