@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+import platform
+import subprocess
+import sys
 import time
 from types import SimpleNamespace
 
@@ -185,3 +188,17 @@ def test_interleaved_timing_leaves_out_rounds_under_foreign_load(monkeypatch: py
     assert quiet_but_one["a"].iters == 3
     loaded = run([1.0, 1.0, 1.0, 0.0])
     assert loaded.load["rounds_left_out"] == [] and not loaded.load["trusted"] and loaded["a"].iters == 4
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
+def test_keep_freed_memory_stops_the_page_faults_of_large_tensors() -> None:
+    """Each 64 MB tensor is a fresh mmap by default (its pages fault in again); once freed memory is kept, the
+    same allocations reuse the heap."""
+    script = ("import resource, sys, torch\nfrom litevision.utils.cpu import keep_freed_memory\n"
+              "if sys.argv[1] == 'keep':\n    assert keep_freed_memory()\n"
+              "torch.empty(16 << 20).fill_(1)\nstart = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+              "for _ in range(10):\n    torch.empty(16 << 20).fill_(1)\n"
+              "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start)\n")
+    faults = {mode: int(subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True,
+                                       check=True).stdout) for mode in ("default", "keep")}
+    assert faults["default"] >= 10 and faults["keep"] < faults["default"] / 4, faults

@@ -21,6 +21,7 @@ from litevision.cli._common import (
     threshold_options,
 )
 from litevision.engine import evaluate_checkpoint
+from litevision.utils.cpu import keep_freed_memory
 from litevision.utils.optional import require
 
 REPORT_FILES = ("metrics.json", "per_class.csv", "confusion_matrix.*", "threshold_sweep.csv", "roc.png", "pr.png",
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else (ckpt / f"eval-{args.split}" if ckpt.is_dir()
                                                  else ckpt.with_name(f"{ckpt.stem}-eval-{args.split}"))
     check_output_dir(out, REPORT_FILES, overwrite=args.overwrite)
+    keep_freed_memory()  # this process only evaluates: large batches reuse the heap (see run.keep_memory)
     report = evaluate_checkpoint(
         args.checkpoint, data=args.data, data_options=parse_key_values(args.data_opt, "--data-opt") or None,
         split=args.split, model_name=args.model, input_size=square_size(args.input_size),

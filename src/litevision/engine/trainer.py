@@ -49,7 +49,7 @@ from litevision.engine.schedulers import create_scheduler
 from litevision.engine.tasks import Report, Task, task_class
 from litevision.errors import UserError
 from litevision.models import create_any_model, load_trained_model, load_weights, save_weights, weights_metadata
-from litevision.utils.cpu import usable_cpus
+from litevision.utils.cpu import keep_freed_memory, usable_cpus
 from litevision.utils.io import atomic_write_text
 from litevision.utils.optional import available
 
@@ -155,6 +155,8 @@ class Trainer:
         self.main, self.device = dist.is_main, dist.device
         if cfg.run.threads > 0:
             torch.set_num_threads(cfg.run.threads)
+        if cfg.run.keep_memory and self.device.type == "cpu":
+            keep_freed_memory()
         _seed_everything(cfg.run.seed + dist.rank)
         self._build_data()
         self._build_model()
@@ -724,7 +726,7 @@ def _new_run_dir(cfg: TrainConfig) -> Path:
 # what --resume may change: settings that do not alter the run's past or its arithmetic
 RESUMABLE_CHANGES = frozenset({
     "sched.epochs", "run.max_steps", "run.progress", "run.tensorboard", "run.log_every", "run.checkpoint_every",
-    "run.keep_checkpoints", "run.threads", "run.device", "run.bn_recalibration", "data.workers",
+    "run.keep_checkpoints", "run.threads", "run.keep_memory", "run.device", "run.bn_recalibration", "data.workers",
     "data.eval_batch_size", "data.skip_bad",
 })
 

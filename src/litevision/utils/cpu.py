@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import platform
@@ -122,3 +123,26 @@ def load_warning(load: dict[str, float | int | None], threads: int) -> str | Non
                 f"{threads} thread(s) need {threads} of {cpus}: timings are unreliable; measure on a quiet machine "
                 "or with fewer --threads")
     return None
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory in the process: no ``mmap`` for large blocks (``M_MMAP_MAX=0``) and
+    no returning of the heap's top to the system (``M_TRIM_THRESHOLD=-1``), as ``MALLOC_MMAP_MAX_=0`` and a huge
+    ``MALLOC_TRIM_THRESHOLD_`` in the environment would. By default a block over the mmap threshold (at most
+    32 MB) is a fresh ``mmap``: the kernel zeroes its pages on first touch and unmaps them on free, and a CPU
+    training step of a detector at 320x320 spends as much time in the kernel as in the network. Process-wide,
+    for the rest of the process; the peak memory stays reserved (1.4x the resident peak on SSDLite training).
+    True where applied (Linux with glibc), False elsewhere."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, -1))  # -1: never trim (man mallopt)
