@@ -135,7 +135,7 @@ def keep_freed_memory() -> bool:
     ``MALLOC_TRIM_THRESHOLD_`` in the environment would. By default a block over the mmap threshold (at most
     32 MB) is a fresh ``mmap``: the kernel zeroes its pages on first touch and unmaps them on free, and a CPU
     training step of a detector at 320x320 spends as much time in the kernel as in the network. Process-wide,
-    for the rest of the process; the peak memory stays reserved (1.4x the resident peak on SSDLite training).
+    for the rest of the process; the peak memory stays reserved (1.4-1.5x the resident peak on SSDLite training).
     True where applied (Linux with glibc), False elsewhere."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
